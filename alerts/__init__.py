@@ -1,0 +1,1 @@
+"""Outbound: alert rules, sinks and the durable outbox (the alerts issue)."""

@@ -1,0 +1,1 @@
+"""Inbound: sources that turn database audit output into `core.AccessEvent`s."""

@@ -1,0 +1,158 @@
+"""Builds `AccessEvent`s from the fields of a parsed log record, for every log format."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from collectors.pgaudit import MalformedRecord, parse_audit_message
+from collectors.timestamps import BadTimestamp, TimestampParser
+from core.events import AccessEvent, EventKind
+from core.tables import WatchedTables
+
+_DENIED = re.compile(
+    r"permission denied for (table|view|materialized view|sequence|relation|schema|column) "
+    r"(.+)\Z",
+    re.DOTALL,
+)
+_MAX_SAMPLES = 5
+
+
+@dataclass(slots=True)
+class ParseStats:
+    """Counts of what the parser saw; the samples explain the first few problems."""
+
+    records: int = 0
+    """Log records framed (audit or not)."""
+    events: int = 0
+    """Events emitted (concerning a watched table, when tables are given)."""
+    malformed: int = 0
+    """Records that could not be parsed (skipped)."""
+    forged: int = 0
+    """`AUDIT:` messages not written by pgaudit (RAISE from a function: they carry a context)."""
+    samples: list[str] = field(default_factory=list)
+
+    def bad(self, reason: str) -> None:
+        """Count a malformed record, keeping the first few reasons."""
+        self.malformed += 1
+        if len(self.samples) < _MAX_SAMPLES:
+            self.samples.append(reason)
+
+
+def strip_port(connection_from: str) -> str:
+    """`10.0.0.5:52344` -> `10.0.0.5`; `::1:5432` -> `::1`; `[local]` unchanged.
+
+    >>> strip_port("10.0.0.5:52344"), strip_port("[local]"), strip_port("::1:5432")
+    ('10.0.0.5', '[local]', '::1')
+    """
+    if connection_from.startswith("["):
+        return connection_from
+    head, sep, tail = connection_from.rpartition(":")
+    return head if sep and tail.isdigit() else connection_from
+
+
+class EventBuilder:
+    """Turns record fields into events, keeping only those about a watched table (if given)."""
+
+    __slots__ = ("watched", "stats", "_time")
+
+    def __init__(self, watched: WatchedTables | None, stats: ParseStats | None = None) -> None:
+        self.watched = watched if watched else None
+        self.stats = stats if stats is not None else ParseStats()
+        self._time = TimestampParser()
+
+    def audit(
+        self,
+        time: str,
+        user: str,
+        database: str,
+        client_addr: str,
+        application_name: str,
+        session_id: str,
+        pid: int,
+        message: str,
+    ) -> AccessEvent | None:
+        """The event of a pgaudit message, or None when it is not about a watched table."""
+        try:
+            fields = parse_audit_message(message)
+        except MalformedRecord as exc:
+            self.stats.bad(str(exc))
+            return None
+        if self.watched is not None and self.watched.match(fields.object_name) is None:
+            return None
+        try:
+            when = self._time.parse(time)
+        except BadTimestamp as exc:
+            self.stats.bad(str(exc))
+            return None
+        self.stats.events += 1
+        return AccessEvent(
+            when,
+            EventKind.AUDIT,
+            user,
+            database,
+            client_addr,
+            application_name,
+            session_id,
+            *fields,
+            pid,
+        )
+
+    def denied(
+        self,
+        time: str,
+        user: str,
+        database: str,
+        client_addr: str,
+        application_name: str,
+        session_id: str,
+        pid: int,
+        message: str,
+        statement: str | None,
+    ) -> AccessEvent | None:
+        """The event of a `permission denied` error, or None when not about a watched table."""
+        match = _DENIED.match(message)
+        if match is None:
+            return None
+        object_type = match.group(1).upper()
+        name = match.group(2)
+        object_name = name
+        if self.watched is not None:
+            table = self.watched.match_relname(name) if object_type != "SCHEMA" else None
+            if table is None and statement:
+                lowered = statement.lower()
+                table = next((t for t in self.watched.tables if t.name in lowered), None)
+            if table is None:
+                return None
+            object_name = str(table)
+        try:
+            when = self._time.parse(time)
+        except BadTimestamp as exc:
+            self.stats.bad(str(exc))
+            return None
+        command = statement.split(None, 1)[0].upper() if statement and statement.strip() else ""
+        self.stats.events += 1
+        return AccessEvent(
+            when,
+            EventKind.DENIED,
+            user,
+            database,
+            client_addr,
+            application_name,
+            session_id,
+            None,
+            None,
+            None,
+            "READ" if command in ("SELECT", "COPY", "WITH", "TABLE") else "",
+            command[:32],
+            object_type,
+            object_name,
+            statement,
+            None,
+            None,
+            pid,
+        )
+
+    def epoch(self, text: str) -> str:
+        """`%n` epoch seconds as a log timestamp the parser understands."""
+        return self._time.parse_epoch(text).strftime("%Y-%m-%d %H:%M:%S.%f UTC")

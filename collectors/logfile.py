@@ -1,0 +1,95 @@
+"""Reading whole log files for replay: plain or gzip, format sniffed, parsed in large chunks."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from collectors.events import EventBuilder
+from collectors.logformats import LogFormat, make_format, sniff
+from collectors.prefix import DEFAULT_PREFIX
+from core.events import AccessEvent
+
+CHUNK = 4 * 1024 * 1024
+_SNIFF_BYTES = 64 * 1024
+
+
+class LogFileError(Exception):
+    """A file that cannot be read as a PostgreSQL log; the message is one line."""
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        raw = path.open("rb")
+    except FileNotFoundError:
+        raise LogFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise LogFileError(f"{path}: is a directory, expected a log file") from None
+    except PermissionError:
+        raise LogFileError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise LogFileError(f"{path}: cannot open: {exc.strerror}") from None
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def _read(stream: BinaryIO, size: int, path: Path) -> bytes:
+    try:
+        return stream.read(size)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LogFileError(f"{path}: damaged or truncated gzip file: {exc}") from None
+    except OSError as exc:
+        raise LogFileError(f"{path}: read error: {exc.strerror or exc}") from None
+
+
+def detect_format(path: Path, fmt: str, log_line_prefix: str = DEFAULT_PREFIX) -> str:
+    """The format to read `path` with: `fmt` itself, or what the file's head looks like for auto.
+
+    Raises:
+        LogFileError: missing, unreadable, binary, or (for auto) no known log format.
+    """
+    with _open(path) as stream:
+        head = _read(stream, _SNIFF_BYTES, path)
+    if b"\x00" in head[:8192]:
+        raise LogFileError(f"{path}: binary data, not a PostgreSQL server log")
+    if fmt != "auto":
+        return fmt
+    if not head.strip():
+        return "csvlog" if path.name.endswith((".csv", ".csv.gz")) else "stderr"
+    found = sniff(head, log_line_prefix)
+    if found is None:
+        raise LogFileError(
+            f"{path}: not a PostgreSQL server log (no csvlog, jsonlog or stderr line with "
+            f"log_line_prefix {log_line_prefix!r} in its first lines; see --format and "
+            "--log-line-prefix)"
+        )
+    return found
+
+
+def read_events(
+    path: Path, fmt: str, builder: EventBuilder, log_line_prefix: str = DEFAULT_PREFIX
+) -> Iterator[list[AccessEvent]]:
+    """The events of a whole file, a batch per chunk, in file order.
+
+    Raises:
+        LogFileError: the file cannot be read to its end (events before the damage are yielded).
+    """
+    parser: LogFormat = make_format(fmt, builder, log_line_prefix)
+    with _open(path) as stream:
+        pending = b""
+        while True:
+            chunk = _read(stream, CHUNK, path)
+            final = not chunk
+            buf = pending + chunk if pending else chunk
+            records, consumed = parser.split(buf, final=final)
+            if records:
+                yield parser.parse(records)
+            pending = buf[consumed:]
+            if final:
+                return

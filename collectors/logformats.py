@@ -1,0 +1,488 @@
+"""PostgreSQL server log formats: frame raw bytes into records, parse the audit ones into events.
+
+Each format offers `split(buf, final=..., idle=...)`, which frames complete records cheaply and
+keeps only candidates (records that may be pgaudit or permission-denied ones: a substring test on
+bytes), and `parse(candidates)`, which turns them into `AccessEvent`s. The split reports how many
+bytes it consumed, so a tail can checkpoint exactly at a record boundary.
+
+- csvlog: a record ends at a newline outside quotes. A damaged record (a line cut in half leaves a
+  quote open) is detected when the record does not parse, and reading resumes at the next line that
+  starts like a csvlog record; a legitimate multi-line statement that merely contains such a line
+  always parses, so it is never split (no forged records).
+- jsonlog: one JSON object per line.
+- stderr: `log_line_prefix`, then `SEVERITY:  message`; continuation lines start with a tab, and
+  DETAIL/HINT/CONTEXT/STATEMENT lines that follow belong to the same message.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import msgspec
+
+from collectors.events import EventBuilder, strip_port
+from collectors.pgaudit import AUDIT_PREFIX
+from collectors.prefix import DEFAULT_PREFIX, SECONDARY_SEVERITIES, line_regex
+from core.events import AccessEvent
+
+FORMATS = ("csvlog", "jsonlog", "stderr")
+
+IDLE_RESYNC_BYTES = 0
+"""An unterminated csvlog record is resynchronised on idle whatever its size (PostgreSQL writes a
+record in one write, so one still open after the writer went quiet is damaged)."""
+MAX_OPEN_RECORD = 64 * 1024 * 1024
+"""An open csvlog record larger than this is resynchronised even while data still arrives."""
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+class LogFormat(ABC):
+    """Framing and parsing of one server-log format."""
+
+    name: ClassVar[str]
+
+    def __init__(self, builder: EventBuilder) -> None:
+        self.builder = builder
+        self.stats = builder.stats
+
+    @abstractmethod
+    def split(
+        self, buf: bytes, *, final: bool = False, idle: bool = False
+    ) -> tuple[list[bytes], int]:
+        """Frame complete records at the start of `buf`.
+
+        Args:
+            buf: bytes starting at a record boundary.
+            final: no more data will come: the trailing partial record is parsed as it is.
+            idle: the writer has gone quiet: a damaged open record may be resynchronised.
+
+        Returns:
+            The candidate records (those that may yield events) and the number of bytes consumed
+            (the end of the last complete record).
+        """
+
+    @abstractmethod
+    def parse(self, records: list[bytes]) -> list[AccessEvent]:
+        """The events of candidate records returned by `split`."""
+
+    def events(self, buf: bytes, *, final: bool = False) -> tuple[list[AccessEvent], int]:
+        """Split and parse in one call."""
+        records, consumed = self.split(buf, final=final)
+        return self.parse(records), consumed
+
+
+# ------------------------------------------------------------------------------------------- csvlog
+
+_CSV_RECORD_START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Za-z0-9+:/_-]+)?,")
+_CSV_AUDIT = b',"AUDIT: '
+_CSV_DENIED = b',42501,"'
+_CSV_MIN_COLUMNS = 22  # PostgreSQL 13 wrote 24 columns, 14-17 write 26
+
+
+class CsvLog(LogFormat):
+    """`log_destination = 'csvlog'`."""
+
+    name = "csvlog"
+
+    def split(
+        self, buf: bytes, *, final: bool = False, idle: bool = False
+    ) -> tuple[list[bytes], int]:
+        out: list[bytes] = []
+        pos, n, records = 0, len(buf), 0
+        find, count = buf.find, buf.count
+        while pos < n:
+            end = find(b"\n", pos)
+            if end < 0:
+                if final:
+                    records += 1
+                    self._single(buf[pos:], out)
+                    pos = n
+                break
+            if not count(b'"', pos, end) & 1:
+                records += 1
+                if find(_CSV_AUDIT, pos, end) >= 0 or find(_CSV_DENIED, pos, end) >= 0:
+                    out.append(buf[pos : end + 1])
+                pos = end + 1
+                continue
+            # A quoted field runs past this line: follow it to the newline that closes it.
+            quotes = 1
+            close = end
+            while True:
+                nxt = find(b"\n", close + 1)
+                if nxt < 0:
+                    close = -1
+                    break
+                quotes += count(b'"', close + 1, nxt)
+                close = nxt
+                if not quotes & 1:
+                    break
+            if close < 0:
+                # Unterminated at the end of the buffer: wait for more, unless the writer is done
+                # or quiet (then it is damaged) or the record is absurdly large.
+                if final or idle or n - pos > MAX_OPEN_RECORD:
+                    resume = self._resync(buf, pos, end)
+                    if resume is not None:
+                        records += 1
+                        self.stats.bad("csvlog record cut short (resynchronised)")
+                        pos = resume
+                        continue
+                    if final:
+                        records += 1
+                        self._single(buf[pos:], out)
+                        pos = n
+                break
+            blob = buf[pos : close + 1]
+            if self._sane(blob):
+                records += 1
+                if find(_CSV_AUDIT, pos, close) >= 0 or find(_CSV_DENIED, pos, close) >= 0:
+                    out.append(blob)
+                pos = close + 1
+                continue
+            resume = self._resync(buf, pos, end)
+            records += 1
+            self.stats.bad("csvlog record cut short (resynchronised)")
+            pos = resume if resume is not None else close + 1
+        self.stats.records += records
+        return out, pos
+
+    def _single(self, raw: bytes, out: list[bytes]) -> None:
+        if raw.strip():
+            out.append(raw)
+
+    @staticmethod
+    def _resync(buf: bytes, start: int, first_end: int) -> int | None:
+        """Offset of the first line after `start`'s first line that starts like a csvlog record."""
+        line = first_end + 1
+        n = len(buf)
+        while line < n:
+            if _CSV_RECORD_START.match(buf, line):
+                return line
+            nxt = buf.find(b"\n", line)
+            if nxt < 0:
+                return None
+            line = nxt + 1
+        return None
+
+    @staticmethod
+    def _sane(blob: bytes) -> bool:
+        try:
+            rows = list(csv.reader((_decode(blob),), strict=True))
+        except csv.Error:
+            return False
+        return len(rows) == 1 and len(rows[0]) >= _CSV_MIN_COLUMNS and rows[0][3].isdigit()
+
+    def parse(self, records: list[bytes]) -> list[AccessEvent]:
+        if not records:
+            return []
+        texts = [_decode(r) for r in records]
+        try:
+            rows = list(csv.reader(texts, strict=True))
+            if len(rows) != len(texts):
+                raise csv.Error("record count changed")
+        except csv.Error:
+            rows = []
+            for text in texts:
+                try:
+                    rows.extend(csv.reader((text,), strict=True))
+                except csv.Error as exc:
+                    self.stats.bad(f"csvlog: bad CSV quoting: {exc}")
+        out: list[AccessEvent] = []
+        builder = self.builder
+        for row in rows:
+            if len(row) < _CSV_MIN_COLUMNS or not row[3].isdigit():
+                self.stats.bad(f"csvlog: {len(row)} columns, expected 26")
+                continue
+            message = row[13]
+            app = row[22] if len(row) > 22 else ""
+            if message.startswith(AUDIT_PREFIX):
+                if row[18]:
+                    self.stats.forged += 1
+                    continue
+                event = builder.audit(
+                    row[0], row[1], row[2], strip_port(row[4]), app, row[5], int(row[3]), message
+                )
+            elif row[12] == "42501":
+                event = builder.denied(
+                    row[0],
+                    row[1],
+                    row[2],
+                    strip_port(row[4]),
+                    app,
+                    row[5],
+                    int(row[3]),
+                    message,
+                    row[19] or None,
+                )
+            else:
+                continue
+            if event is not None:
+                out.append(event)
+        return out
+
+
+# ------------------------------------------------------------------------------------------ jsonlog
+
+
+class _JsonRecord(msgspec.Struct):
+    timestamp: str = ""
+    user: str = ""
+    dbname: str = ""
+    pid: int = 0
+    remote_host: str = ""
+    session_id: str = ""
+    error_severity: str = ""
+    state_code: str = ""
+    message: str = ""
+    context: str = ""
+    statement: str = ""
+    application_name: str = ""
+
+
+_JSON_AUDIT = b'"message":"AUDIT: '
+_JSON_DENIED = b'"state_code":"42501"'
+
+
+class JsonLog(LogFormat):
+    """`log_destination = 'jsonlog'` (PostgreSQL 15 and later)."""
+
+    name = "jsonlog"
+
+    def __init__(self, builder: EventBuilder) -> None:
+        super().__init__(builder)
+        self._decoder = msgspec.json.Decoder(_JsonRecord)
+
+    def split(
+        self, buf: bytes, *, final: bool = False, idle: bool = False
+    ) -> tuple[list[bytes], int]:
+        out: list[bytes] = []
+        pos, n, records = 0, len(buf), 0
+        find = buf.find
+        while pos < n:
+            end = find(b"\n", pos)
+            if end < 0:
+                if not final:
+                    break
+                end = n
+            records += 1
+            if find(_JSON_AUDIT, pos, end) >= 0 or find(_JSON_DENIED, pos, end) >= 0:
+                out.append(buf[pos:end])
+            pos = end + 1
+        self.stats.records += records
+        return out, min(pos, n)
+
+    def parse(self, records: list[bytes]) -> list[AccessEvent]:
+        out: list[AccessEvent] = []
+        decode = self._decoder.decode
+        builder = self.builder
+        for raw in records:
+            try:
+                rec = decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.stats.bad(f"jsonlog: {exc}")
+                continue
+            if rec.message.startswith(AUDIT_PREFIX):
+                if rec.context:
+                    self.stats.forged += 1
+                    continue
+                event = builder.audit(
+                    rec.timestamp,
+                    rec.user,
+                    rec.dbname,
+                    rec.remote_host,
+                    rec.application_name,
+                    rec.session_id,
+                    rec.pid,
+                    rec.message,
+                )
+            elif rec.state_code == "42501":
+                event = builder.denied(
+                    rec.timestamp,
+                    rec.user,
+                    rec.dbname,
+                    rec.remote_host,
+                    rec.application_name,
+                    rec.session_id,
+                    rec.pid,
+                    rec.message,
+                    rec.statement or None,
+                )
+            else:
+                continue
+            if event is not None:
+                out.append(event)
+        return out
+
+
+# ------------------------------------------------------------------------------------------- stderr
+
+_STDERR_AUDIT = b"AUDIT: "
+_STDERR_DENIED = b"ERROR:  permission denied for "
+_SECONDARY = re.compile(rb"(?:DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION):  ")
+
+
+class StderrLog(LogFormat):
+    """`log_destination = 'stderr'` with the logging collector, lines per `log_line_prefix`."""
+
+    name = "stderr"
+
+    def __init__(self, builder: EventBuilder, log_line_prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(builder)
+        self.prefix = log_line_prefix
+        self._line = line_regex(log_line_prefix)
+
+    def _secondary(self, line: bytes) -> bool:
+        if _SECONDARY.search(line) is None:
+            return False
+        m = self._line.match(_decode(line))
+        return m is not None and m.group("sev") in SECONDARY_SEVERITIES
+
+    def split(
+        self, buf: bytes, *, final: bool = False, idle: bool = False
+    ) -> tuple[list[bytes], int]:
+        out: list[bytes] = []
+        pos, n, records = 0, len(buf), 0
+        find = buf.find
+        flush_open = final or idle
+        while pos < n:
+            end = find(b"\n", pos)
+            if end < 0:
+                if final:
+                    records += 1
+                    if find(_STDERR_AUDIT, pos) >= 0 or find(_STDERR_DENIED, pos) >= 0:
+                        out.append(buf[pos:])
+                    pos = n
+                break
+            if buf[pos] == 0x09:  # a continuation whose message we did not keep
+                pos = end + 1
+                continue
+            candidate = find(_STDERR_AUDIT, pos, end) >= 0 or find(_STDERR_DENIED, pos, end) >= 0
+            # The message ends where the next line that is neither a continuation nor a
+            # DETAIL/STATEMENT/... line of this message begins.
+            last = end
+            complete = False
+            while True:
+                nxt = last + 1
+                if nxt >= n:
+                    break
+                nend = find(b"\n", nxt)
+                if nend < 0:
+                    break
+                if buf[nxt] == 0x09 or (candidate and self._secondary(buf[nxt:nend])):
+                    last = nend
+                    continue
+                complete = True
+                break
+            if not complete and not flush_open:
+                break
+            if not complete and final and last + 1 < n:
+                last = n - 1  # trailing partial line: part of this message
+            records += 1
+            if candidate:
+                out.append(buf[pos : last + 1])
+            pos = last + 1
+        self.stats.records += records
+        return out, min(pos, n)
+
+    def parse(self, records: list[bytes]) -> list[AccessEvent]:
+        out: list[AccessEvent] = []
+        for raw in records:
+            event = self._parse_one(_decode(raw))
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _parse_one(self, text: str) -> AccessEvent | None:
+        lines = text.rstrip("\n").split("\n")
+        head = self._line.match(lines[0])
+        if head is None:
+            self.stats.bad(f"stderr: line does not match log_line_prefix {self.prefix!r}")
+            return None
+        secondary = self._secondaries(lines)
+        message = "\n".join(secondary.pop("", []))
+        fields = head.groupdict()
+        time = fields.get("m") or fields.get("t") or ""
+        if not time and fields.get("n"):
+            time = self.builder.epoch(fields["n"])
+        client = fields.get("h") or (fields.get("r") or "")
+        if "(" in client and client.endswith(")"):
+            client = client[: client.rfind("(")]
+        user = fields.get("u") or ""
+        database = fields.get("d") or ""
+        app = fields.get("a") or ""
+        session = fields.get("c") or ""
+        pid = int(fields.get("p") or 0)
+        if message.startswith(AUDIT_PREFIX):
+            if "CONTEXT" in secondary:
+                self.stats.forged += 1
+                return None
+            return self.builder.audit(time, user, database, client, app, session, pid, message)
+        if head.group("sev") == "ERROR" and message.startswith("permission denied for "):
+            statement = secondary.get("STATEMENT")
+            return self.builder.denied(
+                time,
+                user,
+                database,
+                client,
+                app,
+                session,
+                pid,
+                message,
+                "\n".join(statement) if statement is not None else None,
+            )
+        return None
+
+    def _secondaries(self, lines: list[str]) -> dict[str, list[str]]:
+        """The message ("" key) and its DETAIL/CONTEXT/STATEMENT/... parts, continuations joined."""
+        head = self._line.match(lines[0])
+        assert head is not None
+        parts: dict[str, list[str]] = {"": [head.group("msg")]}
+        current = parts[""]
+        for line in lines[1:]:
+            if line.startswith("\t"):
+                current.append(line[1:])
+                continue
+            sub = self._line.match(line)
+            if sub is None:
+                continue
+            current = parts.setdefault(sub.group("sev"), [])
+            current.append(sub.group("msg"))
+        return parts
+
+
+# ------------------------------------------------------------------------------------------- sniff
+
+
+def make_format(
+    name: str, builder: EventBuilder, log_line_prefix: str = DEFAULT_PREFIX
+) -> LogFormat:
+    """The parser for a format name (`csvlog`, `jsonlog`, `stderr`)."""
+    if name == "csvlog":
+        return CsvLog(builder)
+    if name == "jsonlog":
+        return JsonLog(builder)
+    if name == "stderr":
+        return StderrLog(builder, log_line_prefix)
+    raise ValueError(f"unknown log format {name!r}, expected one of {', '.join(FORMATS)}")
+
+
+def sniff(head: bytes, log_line_prefix: str = DEFAULT_PREFIX) -> str | None:
+    """Guess the format from the first bytes of a file; None for no PostgreSQL log we know."""
+    regex = line_regex(log_line_prefix)
+    for raw in head.split(b"\n")[:50]:
+        line = raw.strip(b"\r")
+        if not line.strip() or line.startswith(b"\t"):
+            continue
+        if line.startswith(b'{"timestamp":'):
+            return "jsonlog"
+        if _CSV_RECORD_START.match(line):
+            return "csvlog"
+        if b"\x00" in line:
+            return None
+        if regex.match(_decode(line)):
+            return "stderr"
+    return None

@@ -1,0 +1,111 @@
+"""The pgaudit record inside a log message.
+
+`AUDIT: TYPE,ID,SUBID,CLASS,COMMAND,OBJECT_TYPE,OBJECT_NAME,STATEMENT,PARAMETER[,ROWS]`.
+pgaudit writes each text field CSV-quoted when it holds a comma, quote, CR or LF; the parameter
+list is the values, each CSV-quoted when needed, joined by commas, then quoted again as one field.
+So a value like `Org 1,5` arrives two levels deep in the message (three in csvlog, whose message
+column is quoted once more).
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import NamedTuple
+
+AUDIT_PREFIX = "AUDIT: "
+NOT_LOGGED = "<not logged>"
+PREVIOUSLY_LOGGED = "<previously logged>"
+NO_PARAMETERS = "<none>"
+LONG_PARAM_SUPPRESSED = "<long param suppressed>"
+
+_STATEMENT_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED})
+_PARAMETER_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED, NO_PARAMETERS})
+_AUDIT_TYPES = frozenset({"SESSION", "OBJECT"})
+
+
+class MalformedRecord(ValueError):
+    """A log record that claims to be something it cannot be parsed as."""
+
+
+class AuditFields(NamedTuple):
+    """The fields of one pgaudit record, tokens already resolved."""
+
+    audit_type: str
+    statement_id: int
+    substatement_id: int
+    class_: str
+    command: str
+    object_type: str
+    object_name: str
+    statement: str | None
+    parameters: tuple[str, ...] | None
+    rows: int | None
+
+
+def split_csv(text: str) -> list[str]:
+    r"""Split one CSV line (quoted fields may hold newlines), strictly.
+
+    >>> split_csv('a,"b,\x22\x22c\x22\x22\x22,')
+    ['a', 'b,"c"', '']
+
+    Raises:
+        MalformedRecord: bad quoting.
+    """
+    if '"' not in text and "\n" not in text and "\r" not in text:
+        return text.split(",")
+    try:
+        rows = list(csv.reader((text,), strict=True))
+    except csv.Error as exc:
+        raise MalformedRecord(f"bad CSV quoting: {exc}") from None
+    if len(rows) != 1:
+        raise MalformedRecord("a CSV field spans past the record")
+    return rows[0]
+
+
+def parse_parameters(field: str) -> tuple[str, ...] | None:
+    r"""The bind parameters of the PARAMETER field (None for the tokens that mean "no values").
+
+    >>> parse_parameters('<none>') is None
+    True
+    >>> parse_parameters('42,"Org 1,5",\x22say \x22\x22hi\x22\x22\x22')
+    ('42', 'Org 1,5', 'say "hi"')
+    """
+    if field in _PARAMETER_TOKENS:
+        return None
+    return tuple(split_csv(field))
+
+
+def parse_audit_message(message: str) -> AuditFields:
+    """Parse a log message that starts with `AUDIT: `.
+
+    Raises:
+        MalformedRecord: not a well-formed pgaudit record.
+    """
+    fields = split_csv(message[len(AUDIT_PREFIX) :])
+    count = len(fields)
+    if count != 9 and count != 10:
+        raise MalformedRecord(f"pgaudit record has {count} fields, expected 9 or 10")
+    audit_type = fields[0]
+    if audit_type not in _AUDIT_TYPES:
+        raise MalformedRecord(f"unknown pgaudit audit type {audit_type[:40]!r}")
+    try:
+        statement_id = int(fields[1])
+        substatement_id = int(fields[2])
+        rows = int(fields[9]) if count == 10 else None
+    except ValueError:
+        raise MalformedRecord("pgaudit record has a non-numeric id or row count") from None
+    statement: str | None = fields[7]
+    if statement in _STATEMENT_TOKENS:
+        statement = None
+    return AuditFields(
+        audit_type,
+        statement_id,
+        substatement_id,
+        fields[3],
+        fields[4],
+        fields[5],
+        fields[6],
+        statement,
+        parse_parameters(fields[8]),
+        rows,
+    )

@@ -1,0 +1,146 @@
+"""PostgreSQL log timestamps (`2026-11-29 03:35:50.123 UTC`) to aware UTC datetimes, fast.
+
+The zone is the abbreviation of `log_timezone` (`UTC`, `CET`, `+03`, `-0330`). A replay parses a
+million of these: the part up to the second is parsed once per distinct second and cached.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Abbreviations PostgreSQL prints for common log_timezone settings (standard and summer time).
+_ABBREVIATIONS: dict[str, float] = {
+    "UTC": 0,
+    "GMT": 0,
+    "Z": 0,
+    "UT": 0,
+    "WET": 0,
+    "WEST": 1,
+    "BST": 1,
+    "IST": 1,
+    "CET": 1,
+    "CEST": 2,
+    "MET": 1,
+    "MEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "MSK": 3,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+    "AKST": -9,
+    "AKDT": -8,
+    "HST": -10,
+    "AST": -4,
+    "ADT": -3,
+    "NST": -3.5,
+    "NDT": -2.5,
+    "JST": 9,
+    "KST": 9,
+    "HKT": 8,
+    "SGT": 8,
+    "AWST": 8,
+    "ACST": 9.5,
+    "ACDT": 10.5,
+    "AEST": 10,
+    "AEDT": 11,
+    "NZST": 12,
+    "NZDT": 13,
+    "SAST": 2,
+    "WAT": 1,
+    "CAT": 2,
+    "EAT": 3,
+}
+
+
+class BadTimestamp(ValueError):
+    """Not a PostgreSQL log timestamp."""
+
+
+def zone_for(abbreviation: str) -> tzinfo:
+    """The fixed offset a log timezone abbreviation stands for.
+
+    >>> zone_for("+0530")
+    datetime.timezone(datetime.timedelta(seconds=19800))
+    >>> zone_for("CEST")
+    datetime.timezone(datetime.timedelta(seconds=7200))
+
+    Raises:
+        BadTimestamp: an abbreviation we cannot place.
+    """
+    if abbreviation in _ABBREVIATIONS:
+        hours = _ABBREVIATIONS[abbreviation]
+        return UTC if hours == 0 else timezone(timedelta(hours=hours))
+    if abbreviation[:1] in "+-" and abbreviation[1:].replace(":", "").isdigit():
+        sign = -1 if abbreviation[0] == "-" else 1
+        digits = abbreviation[1:].replace(":", "")
+        if len(digits) <= 2:
+            hours, minutes = int(digits), 0
+        elif len(digits) == 4:
+            hours, minutes = int(digits[:2]), int(digits[2:])
+        else:
+            raise BadTimestamp(f"bad zone offset {abbreviation!r}")
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        return ZoneInfo(abbreviation)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadTimestamp(f"unknown time zone {abbreviation[:20]!r}") from None
+
+
+class TimestampParser:
+    """Parses `YYYY-MM-DD HH:MM:SS[.fff] ZONE` into aware UTC datetimes, caching per second."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], datetime] = {}
+
+    def parse(self, text: str) -> datetime:
+        """Parse one log timestamp.
+
+        Raises:
+            BadTimestamp: the text is not one.
+        """
+        second = text[:19]
+        rest = text[19:]
+        micro = 0
+        if rest[:1] == ".":
+            space = rest.find(" ")
+            frac = rest[1:space] if space > 0 else rest[1:]
+            if not frac.isdigit():
+                raise BadTimestamp(f"bad timestamp {text[:40]!r}")
+            micro = int((frac + "000000")[:6])
+            rest = rest[space:] if space > 0 else ""
+        zone = rest.strip()
+        key = (second, zone)
+        base = self._cache.get(key)
+        if base is None:
+            base = self._parse_second(second, zone, text)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = base
+        return base.replace(microsecond=micro) if micro else base
+
+    @staticmethod
+    def _parse_second(second: str, zone: str, text: str) -> datetime:
+        if len(second) != 19 or second[4] != "-" or second[10] != " ":
+            raise BadTimestamp(f"bad timestamp {text[:40]!r}")
+        try:
+            naive = datetime.strptime(second, "%Y-%m-%d %H:%M:%S")  # noqa: DTZ007 - zone below
+        except ValueError:
+            raise BadTimestamp(f"bad timestamp {text[:40]!r}") from None
+        tz = zone_for(zone) if zone else UTC
+        return naive.replace(tzinfo=tz).astimezone(UTC)
+
+    def parse_epoch(self, text: str) -> datetime:
+        """Parse `%n` (seconds since the epoch with milliseconds)."""
+        try:
+            return datetime.fromtimestamp(float(text), UTC)
+        except (ValueError, OverflowError):
+            raise BadTimestamp(f"bad epoch timestamp {text[:40]!r}") from None

@@ -1,0 +1,1 @@
+"""The application: CLI, agent, HTTP API, exporter; wires core, collectors, alerts and tui."""

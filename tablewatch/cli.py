@@ -1,0 +1,157 @@
+"""The `tablewatch` command line (DESIGN.md, CLI contract)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from core.settings import Settings, SettingsError, load_settings
+from core.tables import TableName
+from tablewatch.replay import EXIT_USAGE, ReplayOptions, run_replay
+
+SAMPLE_LOG = Path(__file__).resolve().parent / "samples" / "pgaudit-sample.csv"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _table_arg(text: str) -> TableName:
+    name, sep, rows = text.partition("=")
+    count: int | None = None
+    if sep:
+        if not rows.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"row count must be a whole number in {text!r}")
+        count = int(rows)
+    try:
+        return TableName.parse(name, count)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tablewatch",
+        description="Who is reading your most sensitive PostgreSQL table, right now.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="settings file (default: ./settings.toml, ~/.config/tablewatch/settings.toml, "
+        "/etc/tablewatch/settings.toml); TABLEWATCH_<SECTION>__<KEY> overrides it",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    replay = sub.add_parser(
+        "replay",
+        help="offline: audit logs -> JSON lines on stdout",
+        description="Read PostgreSQL server logs (csvlog, jsonlog or stderr; .gz too) and print "
+        "the pgaudit records about the watched tables as JSON lines.",
+    )
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay.add_argument(
+        "--format",
+        choices=("auto", "csvlog", "jsonlog", "stderr"),
+        default="auto",
+        help="log format (default: auto, from each file's first lines)",
+    )
+    replay.add_argument(
+        "--log-line-prefix",
+        metavar="P",
+        default=None,
+        help="the server's log_line_prefix, for stderr logs "
+        "(default: settings, else '%%m [%%p] %%q%%u@%%d %%r %%a ')",
+    )
+    replay.add_argument(
+        "--table",
+        action="append",
+        type=_table_arg,
+        default=[],
+        metavar="SCHEMA.TABLE[=ROWS]",
+        help="a watched table (repeatable; default: [[tables]] of the settings); an unqualified "
+        "name matches that table in any schema",
+    )
+    out = replay.add_mutually_exclusive_group()
+    out.add_argument("--events", action="store_true", help="print access events, not findings")
+    out.add_argument(
+        "--summary", action="store_true", help="print a human summary of who read the tables"
+    )
+
+    sub.add_parser(
+        "demo",
+        help="show what tablewatch finds in a sample audit trail",
+        description="Until the dashboard lands: replay the sample pgaudit csvlog shipped with "
+        "tablewatch and print who read crm.client_list.",
+    )
+    for name, what in (
+        ("dashboard", "the live terminal dashboard"),
+        ("run", "the headless agent"),
+        ("doctor", "checks of privileges and the pgaudit set-up"),
+    ):
+        sub.add_parser(name, help=f"{what} (not built yet)")
+    alert = sub.add_parser("alert", help="alert sinks (not built yet)")
+    alert.add_argument("action", choices=("test",))
+    alert.add_argument("--sink")
+    return parser
+
+
+def _settings(path: Path | None) -> Settings:
+    return load_settings(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tablewatch` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args.config)
+    except SettingsError as exc:
+        print(f"tablewatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "replay":
+        tables = args.table or settings.watched_tables()
+        if not tables:
+            print(
+                "tablewatch replay: no watched table: give --table SCHEMA.TABLE or set [[tables]] "
+                "in the settings",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if not args.events and not args.summary:
+            print(
+                "tablewatch replay: findings need the detection engine, which is not built yet; "
+                "use --events (or --summary)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        prefix = args.log_line_prefix or settings.audit_log.log_line_prefix
+        try:
+            opts = ReplayOptions(
+                files=args.files,
+                tables=tables,
+                fmt=args.format,
+                log_line_prefix=prefix,
+                events=args.events,
+                summary=args.summary,
+            )
+            return run_replay(opts, sys.stdout.buffer, sys.stderr)
+        except BrokenPipeError:
+            return 0
+    if args.command == "demo":
+        opts = ReplayOptions(
+            files=[SAMPLE_LOG], tables=[TableName("crm", "client_list")], summary=True
+        )
+        print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
+        return run_replay(opts, sys.stdout.buffer, sys.stderr)
+    print(f"tablewatch {args.command}: not built yet (see the open issues)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Textual dashboard (the dashboard issue)."""
