@@ -353,7 +353,9 @@ class Generator:
         self.count = 0
         self.buf: list[str] = []
         self.t = int(START.timestamp() * 1000)
-        self.mean_gap = span_hours * 3_600_000 / max(records, 1)
+        # One step of the main loop writes ~1.1 records on average (joins, SESSION + OBJECT,
+        # connection lines), so stretch the gap to make N records cover about span_hours.
+        self.mean_gap = 1.09 * span_hours * 3_600_000 / max(records, 1)
         self._pid = 21_000
         self._sec = -1
         self._sec_str = ""

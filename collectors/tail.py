@@ -1,0 +1,528 @@
+"""Follow a PostgreSQL log file or glob across rotation, with an exact checkpoint.
+
+Files are known by (device, inode) and a fingerprint of their first bytes (up to HEAD_BYTES):
+- rename rotation (logrotate's default; or a new file name per period, PostgreSQL's own): the old
+  file is drained to its end before the next one is read, also after a restart (the renamed file is
+  found by its inode in the directory);
+- copytruncate: the truncation is seen (size below our position, or the head changed); what we had
+  not read yet is taken from the copy (a file in the same directory that starts with the same
+  bytes), and only what was written between the copy and the truncation can be lost: that is
+  counted;
+- `log_truncate_on_rotation` (a name reused and truncated in place, `postgresql-%a.csv`): the same
+  inode with a new head is a new file, read from its start.
+Only whole records are consumed; a partial last line waits for the rest. The checkpoint (what
+`EventBatch.checkpoint` carries) is the position just after the batch; the consumer persists it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import hashlib
+import os
+import stat
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from collectors.events import EventBuilder
+from collectors.logformats import LogFormat, make_format, sniff
+from collectors.prefix import DEFAULT_PREFIX
+from core.events import AccessEvent
+from core.sources import EventBatch, SourceHealth
+
+HEAD_BYTES = 4096
+_RECENT = 4096
+CHUNK = 1 << 20
+_MAX_KNOWN = 1000
+
+
+@dataclass(slots=True)
+class _File:
+    dev: int
+    ino: int
+    path: str
+    offset: int
+    head_len: int
+    head_sha: str
+    size: int = 0
+    mtime_ns: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dev": self.dev,
+            "ino": self.ino,
+            "path": self.path,
+            "offset": self.offset,
+            "head_len": self.head_len,
+            "head_sha": self.head_sha,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _File:
+        return cls(
+            int(data["dev"]),
+            int(data["ino"]),
+            str(data["path"]),
+            int(data["offset"]),
+            int(data["head_len"]),
+            str(data["head_sha"]),
+        )
+
+
+def _head_of(path: str, length: int) -> tuple[int, str]:
+    """(bytes hashed, sha1) of the first `length` bytes of a file (fewer if it is shorter)."""
+    with open(path, "rb") as f:
+        data = f.read(length)
+    return len(data), hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+class LogTail:
+    """An `EventSource` over a PostgreSQL log file or glob."""
+
+    def __init__(
+        self,
+        pattern: str,
+        builder: EventBuilder,
+        *,
+        fmt: str = "auto",
+        log_line_prefix: str = DEFAULT_PREFIX,
+        start: str = "end",
+        checkpoint: dict[str, Any] | None = None,
+        poll_interval: float = 0.25,
+        idle_flush: float = 1.0,
+        chunk: int = CHUNK,
+        name: str = "audit_log",
+    ) -> None:
+        self.name = name
+        self.pattern = str(Path(pattern).expanduser())
+        self.builder = builder
+        self.fmt = fmt
+        self.prefix = log_line_prefix
+        self.start = start
+        self.poll_interval = poll_interval
+        self.idle_flush = idle_flush
+        self.chunk = chunk
+        self._saved = checkpoint
+        self._known: dict[tuple[int, int], _File] = {}
+        self._cur: _File | None = None
+        self._fd: int | None = None
+        self._parser: LogFormat | None = None
+        self._parsers: dict[str, LogFormat] = {}
+        self._pending = b""
+        self._recent = b""
+        self._last_growth = 0.0
+        self._last_scan = 0.0
+        self._last_event_time: datetime | None = None
+        self._lost_bytes = 0
+        self._rotations = 0
+        self._error = ""
+        self._notes: list[str] = []
+
+    # ------------------------------------------------------------------ public
+
+    def notes(self) -> list[str]:
+        """Things worth telling the operator once (restarts, bad checkpoints, losses)."""
+        return list(self._notes)
+
+    def note(self, text: str) -> None:
+        """Record a note (shown in the health and logged by the owner)."""
+        self._notes.append(text)
+        del self._notes[:-20]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The position after everything consumed so far."""
+        return {
+            "pattern": self.pattern,
+            "current": list(self._cur.key) if self._cur else None,
+            "files": [f.to_json() for f in list(self._known.values())[-_MAX_KNOWN:]],
+        }
+
+    def health(self) -> SourceHealth:
+        stats = self.builder.stats
+        behind = sum(max(f.size - f.offset, 0) for f in self._known.values())
+        if self._error:
+            state = "error"
+        elif self._cur is None:
+            state = "waiting"
+        else:
+            state = "ok"
+        detail = self._error or (self._cur.path if self._cur else f"no file matches {self.pattern}")
+        return SourceHealth(
+            name=self.name,
+            state=state,
+            detail=detail,
+            last_event_time=self._last_event_time,
+            bytes_behind=behind,
+            events=stats.events,
+            records=stats.records,
+            malformed=stats.malformed,
+            forged=stats.forged,
+            lost_bytes=self._lost_bytes,
+            rotations=self._rotations,
+            notes=tuple(self._notes),
+        )
+
+    async def batches(self) -> AsyncIterator[EventBatch]:
+        """Batches of events until cancelled; each carries the checkpoint after it."""
+        self._restore()
+        try:
+            while True:
+                batch, progressed = await self._step()
+                if batch is not None:
+                    yield batch
+                elif not progressed:
+                    await asyncio.sleep(self.poll_interval)
+        finally:
+            self._close()
+
+    # ------------------------------------------------------------------ start
+
+    def _restore(self) -> None:
+        saved = self._saved
+        if saved is not None:
+            try:
+                files = [_File.from_json(f) for f in saved.get("files", [])]
+                current = tuple(saved["current"]) if saved.get("current") else None
+            except (KeyError, TypeError, ValueError) as exc:
+                self.note(
+                    f"checkpoint unusable ({exc!r}); starting as on a first run ({self.start})"
+                )
+                saved = None
+            else:
+                for f in files:
+                    self._known[f.key] = f
+                if current is not None and current in self._known:
+                    self._resume(self._known[current])
+                return
+        scanned = [f for f in self._scan() if self._fill_head(f)]
+        if self.start == "end":
+            for f in scanned:
+                f.offset = f.size
+                self._known[f.key] = f
+            if scanned:
+                self._open(max(scanned, key=lambda f: (f.mtime_ns, f.path)))
+
+    def _resume(self, saved: _File) -> None:
+        """Reopen the file we were reading, wherever rotation has moved it."""
+        path = saved.path
+        st = _stat(path)
+        if st is None or (st.st_dev, st.st_ino) != saved.key:
+            path = self._find_inode(saved) or ""
+        if not path:
+            self.note(f"{saved.path}: gone since the last run; unread records in it are lost")
+            return
+        saved.path = path
+        if not self._same_head(saved):
+            # Rewritten in place (log_truncate_on_rotation): its content is now the newest, so
+            # files with older unread data come first (_next_file orders them).
+            self.note(f"{path}: rewritten since the last run; reading it from the start")
+            saved.offset, saved.head_len, saved.size, saved.mtime_ns = 0, -1, 0, 0
+            self._fill_head(saved)
+            return
+        self._open(saved)
+
+    def _find_inode(self, saved: _File) -> str | None:
+        directory = os.path.dirname(self.pattern) or "."
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        for name in names:
+            path = os.path.join(directory, name)
+            st = _stat(path)
+            if st is not None and (st.st_dev, st.st_ino) == saved.key:
+                return path
+        return None
+
+    # ------------------------------------------------------------------ files
+
+    def _scan(self) -> list[_File]:
+        """The regular files the pattern matches now, and their rotated siblings.
+
+        A sibling is `<match>.<suffix>` (logrotate's `postgresql.csv.1`, `postgresql.csv-2026...`):
+        a file rotated while we were behind or down is read before the file that replaced it.
+        Heads are not read yet (head_len = -1).
+        """
+        paths = set(glob.glob(self.pattern)) if glob.has_magic(self.pattern) else {self.pattern}
+        paths.update(
+            glob.glob(glob.escape(self.pattern) + "[.-]*")
+            if not glob.has_magic(self.pattern)
+            else glob.glob(self.pattern + "[.-]*")
+        )
+        found: list[_File] = []
+        for path in sorted(paths):
+            if path.endswith(".gz"):
+                continue
+            st = _stat(path)
+            if st is not None:
+                found.append(
+                    _File(st.st_dev, st.st_ino, path, 0, -1, "", st.st_size, st.st_mtime_ns)
+                )
+        return found
+
+    def _fill_head(self, f: _File) -> bool:
+        if f.head_len >= 0:
+            return True
+        try:
+            f.head_len, f.head_sha = _head_of(f.path, HEAD_BYTES)
+        except OSError:
+            return False
+        return True
+
+    def _same_head(self, f: _File) -> bool:
+        """Whether the file at f.path still starts as it did (not rewritten in place)."""
+        try:
+            length, sha = _head_of(f.path, f.head_len)
+        except OSError:
+            return False
+        return length == f.head_len and sha == f.head_sha
+
+    def _current_head_ok(self) -> bool:
+        assert self._cur is not None and self._fd is not None
+        cur = self._cur
+        data = os.pread(self._fd, cur.head_len, 0)
+        return hashlib.sha1(data, usedforsecurity=False).hexdigest() == cur.head_sha
+
+    def _is_copy_of_current(self, path: str, size: int) -> bool:
+        """Whether a file is a copy of the one being read (copytruncate makes one).
+
+        It must start with the same bytes and hold, just before our position, the bytes we read
+        last: a new log that merely starts with the same line is not a copy.
+        """
+        cur, recent = self._cur, self._recent
+        if cur is None or cur.offset == 0 or size < cur.offset or cur.head_len <= 0:
+            return False
+        try:
+            length, sha = _head_of(path, cur.head_len)
+            with open(path, "rb") as f:
+                f.seek(cur.offset - len(recent))
+                around = f.read(len(recent))
+        except OSError:
+            return False
+        return length == cur.head_len and sha == cur.head_sha and around == recent
+
+    def _open(self, f: _File) -> None:
+        self._close()
+        try:
+            self._fd = os.open(f.path, os.O_RDONLY)
+        except OSError as exc:
+            self._error = f"{f.path}: cannot open: {exc.strerror}"
+            return
+        self._error = ""
+        self._cur = f
+        self._known[f.key] = f
+        self._pending = b""
+        # the bytes just before our position: how a copy of this file is told from a look-alike
+        back = min(_RECENT, f.offset)
+        self._recent = os.pread(self._fd, back, f.offset - back) if back else b""
+        self._parser = None
+        self._last_growth = time.monotonic()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _parser_for(self, data: bytes) -> LogFormat | None:
+        if self._parser is None:
+            fmt = self.fmt
+            if fmt == "auto":
+                found = sniff(data, self.prefix)
+                if found is None:
+                    return None
+                fmt = found
+            if fmt not in self._parsers:
+                self._parsers[fmt] = make_format(fmt, self.builder, self.prefix)
+            self._parser = self._parsers[fmt]
+        return self._parser
+
+    # ------------------------------------------------------------------ reading
+
+    async def _step(self) -> tuple[EventBatch | None, bool]:
+        """One read or one look around; returns (batch, whether to go on without sleeping)."""
+        now = time.monotonic()
+        if self._cur is None or self._fd is None:
+            if now - self._last_scan < self.poll_interval:
+                return None, False
+            self._last_scan = now
+            nxt = self._next_file()
+            if nxt is None:
+                return None, False
+            self._open(nxt)
+            return None, True
+        cur, fd = self._cur, self._fd
+        pos = cur.offset + len(self._pending)
+        try:
+            data = await asyncio.to_thread(os.pread, fd, self.chunk, pos)
+        except OSError as exc:
+            self._error = f"{cur.path}: read error: {exc.strerror}"
+            return None, False
+        if data:
+            self._last_growth = now
+            return self._consume(data), True
+        # At the end of the current file.
+        if self._pending and now - self._last_growth >= self.idle_flush:
+            batch = self._consume(b"", idle=True)
+            if batch is not None:
+                return batch, True
+        if now - self._last_scan < self.poll_interval:
+            return None, False
+        self._last_scan = now
+        st = os.fstat(fd)
+        seen = max(cur.size, pos)
+        cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
+        if st.st_size < pos or not self._current_head_ok():
+            return self._truncated(cur, seen), True
+        if cur.head_len < HEAD_BYTES and st.st_size > cur.head_len:
+            head = os.pread(fd, HEAD_BYTES, 0)
+            cur.head_len = len(head)
+            cur.head_sha = hashlib.sha1(head, usedforsecurity=False).hexdigest()
+        nxt = self._next_file()
+        if nxt is None:
+            return None, False
+        # Another file has news: finish this one first (a last read, then its partial record).
+        data = await asyncio.to_thread(os.pread, fd, self.chunk, pos)
+        if data:
+            return self._consume(data), True
+        batch = self._consume(b"", final=True) if self._pending else None
+        if self._pending:
+            self.builder.stats.bad(f"{cur.path}: ends with an incomplete record")
+            cur.offset += len(self._pending)
+        self._rotations += 1
+        self._open(nxt)
+        return (batch if batch is not None else EventBatch([], self.checkpoint())), True
+
+    def _consume(
+        self, data: bytes, *, idle: bool = False, final: bool = False
+    ) -> EventBatch | None:
+        assert self._cur is not None
+        buf = self._pending + data if self._pending else data
+        parser = self._parser_for(buf)
+        if parser is None:
+            if len(buf) < 65536 and not final:
+                self._pending = buf
+                return None
+            self._error = f"{self._cur.path}: not a PostgreSQL log in a known format"
+            consumed = len(buf)
+            events: list[AccessEvent] = []
+        else:
+            records, consumed = parser.split(buf, final=final, idle=idle)
+            events = parser.parse(records) if records else []
+        self._pending = buf[consumed:]
+        if consumed == 0:
+            return None
+        self._recent = (
+            (self._recent + buf[:consumed])[-_RECENT:]
+            if consumed < _RECENT
+            else (buf[consumed - _RECENT : consumed])
+        )
+        self._cur.offset += consumed
+        if events:
+            self._last_event_time = events[-1].time
+        return EventBatch(events, self.checkpoint())
+
+    def _next_file(self) -> _File | None:
+        """The oldest file, other than the current one, with unread data."""
+        best: _File | None = None
+        present: set[tuple[int, int]] = set()
+        for f in self._scan():
+            present.add(f.key)
+            known = self._known.get(f.key)
+            if known is self._cur and self._cur is not None:
+                continue
+            if known is not None:
+                changed = (f.size, f.mtime_ns) != (known.size, known.mtime_ns)
+                known.path, known.size, known.mtime_ns = f.path, f.size, f.mtime_ns
+                if changed and (f.size < known.offset or not self._same_head(known)):
+                    # the name was reused and truncated in place (log_truncate_on_rotation)
+                    known.offset, known.head_len = 0, -1
+                    self._fill_head(known)
+                f = known
+            else:
+                if not self._fill_head(f):
+                    continue
+                if self._is_copy_of_current(f.path, f.size):
+                    f.offset = f.size  # a copytruncate copy: its bytes come from the original
+                self._known[f.key] = f
+            if f.size > f.offset and (
+                best is None or (f.mtime_ns, f.path) < (best.mtime_ns, best.path)
+            ):
+                best = f
+        for key in [k for k, v in self._known.items() if k not in present and v is not self._cur]:
+            del self._known[key]
+        return best
+
+    def _truncated(self, cur: _File, seen: int) -> EventBatch:
+        """The current file shrank or was rewritten in place: copytruncate or a reused name.
+
+        `seen` is the largest size we knew it to have: bytes up to there that neither we nor its
+        copy hold are counted as lost.
+        """
+        self._rotations += 1
+        copy = self._find_copy(cur)
+        fresh = _File(cur.dev, cur.ino, cur.path, 0, -1, "", 0, 0)
+        self._fill_head(fresh)
+        if copy is not None:
+            pending = self._pending
+            self.note(f"{cur.path}: truncated; reading the rest from its copy {copy.path}")
+            if seen > copy.size:
+                self._lost_bytes += seen - copy.size
+            copy.offset = cur.offset
+            self._known[cur.key] = fresh
+            self._cur = None
+            self._open(copy)
+            self._pending = pending
+        else:
+            read_to = cur.offset + len(self._pending)
+            self._lost_bytes += max(seen - read_to, 0)
+            if self._pending:
+                self._lost_bytes += len(self._pending)
+                self.note(
+                    f"{cur.path}: truncated before its last record was complete; "
+                    f"{len(self._pending)} bytes lost"
+                )
+            # Its new content is the newest there is: other files with unread data come first.
+            self._known[cur.key] = fresh
+            self._close()
+            self._cur = None
+            self._pending = b""
+            self._recent = b""
+            self._last_scan = 0.0
+        return EventBatch([], self.checkpoint())
+
+    def _find_copy(self, cur: _File) -> _File | None:
+        """A file beside `cur` holding what `cur` held before it was truncated."""
+        directory = os.path.dirname(cur.path) or "."
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return None
+        best: _File | None = None
+        for name in names:
+            path = os.path.join(directory, name)
+            st = _stat(path)
+            if st is None or (st.st_dev, st.st_ino) == cur.key or path.endswith(".gz"):
+                continue
+            if not self._is_copy_of_current(path, st.st_size):
+                continue
+            if best is None or st.st_mtime_ns > best.mtime_ns:
+                best = _File(st.st_dev, st.st_ino, path, 0, -1, "", st.st_size, st.st_mtime_ns)
+        if best is not None:
+            self._fill_head(best)
+        return best
