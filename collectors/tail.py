@@ -17,9 +17,11 @@ Only whole records are consumed; a partial last line waits for the rest. The che
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import glob
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -50,6 +52,8 @@ class _File:
     head_sha: str
     size: int = 0
     mtime_ns: int = 0
+    seq: int = 0
+    """Order of discovery: breaks mtime ties (file times are only as fine as the kernel tick)."""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -63,6 +67,7 @@ class _File:
             "offset": self.offset,
             "head_len": self.head_len,
             "head_sha": self.head_sha,
+            "seq": self.seq,
         }
 
     @classmethod
@@ -74,14 +79,33 @@ class _File:
             int(data["offset"]),
             int(data["head_len"]),
             str(data["head_sha"]),
+            seq=int(data.get("seq", 0)),
         )
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
 def _head_of(path: str, length: int) -> tuple[int, str]:
     """(bytes hashed, sha1) of the first `length` bytes of a file (fewer if it is shorter)."""
     with open(path, "rb") as f:
         data = f.read(length)
-    return len(data), hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return len(data), _sha(data)
+
+
+_TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?")
+
+
+def _first_timestamp(path: str) -> str:
+    """The first log timestamp in a file ("" if none): orders files written in the same tick."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return ""
+    match = _TIMESTAMP.search(head)
+    return match.group().decode() if match else ""
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -126,6 +150,8 @@ class LogTail:
         self._parsers: dict[str, LogFormat] = {}
         self._pending = b""
         self._recent = b""
+        self._head = b""
+        self._seq = 0
         self._last_growth = 0.0
         self._last_scan = 0.0
         self._last_event_time: datetime | None = None
@@ -207,6 +233,7 @@ class LogTail:
             else:
                 for f in files:
                     self._known[f.key] = f
+                    self._seq = max(self._seq, f.seq)
                 if current is not None and current in self._known:
                     self._resume(self._known[current])
                 return
@@ -214,7 +241,7 @@ class LogTail:
         if self.start == "end":
             for f in scanned:
                 f.offset = f.size
-                self._known[f.key] = f
+                self._remember(f)
             if scanned:
                 self._open(max(scanned, key=lambda f: (f.mtime_ns, f.path)))
 
@@ -234,6 +261,7 @@ class LogTail:
             self.note(f"{path}: rewritten since the last run; reading it from the start")
             saved.offset, saved.head_len, saved.size, saved.mtime_ns = 0, -1, 0, 0
             self._fill_head(saved)
+            self._remember(saved)
             return
         self._open(saved)
 
@@ -276,6 +304,12 @@ class LogTail:
                 )
         return found
 
+    def _remember(self, f: _File) -> None:
+        """Know `f` as the newest-discovered file (or the newest incarnation of its name)."""
+        self._seq += 1
+        f.seq = self._seq
+        self._known[f.key] = f
+
     def _fill_head(self, f: _File) -> bool:
         if f.head_len >= 0:
             return True
@@ -297,7 +331,7 @@ class LogTail:
         assert self._cur is not None and self._fd is not None
         cur = self._cur
         data = os.pread(self._fd, cur.head_len, 0)
-        return hashlib.sha1(data, usedforsecurity=False).hexdigest() == cur.head_sha
+        return len(data) == cur.head_len and _sha(data) == cur.head_sha
 
     def _is_copy_of_current(self, path: str, size: int) -> bool:
         """Whether a file is a copy of the one being read (copytruncate makes one).
@@ -328,6 +362,16 @@ class LogTail:
         self._cur = f
         self._known[f.key] = f
         self._pending = b""
+        # The head is what we have read from the start of this incarnation of the file: a head
+        # taken at scan time could be from content since truncated (log_truncate_on_rotation).
+        if f.offset == 0:
+            self._head = b""
+        else:
+            self._head = os.pread(self._fd, min(f.head_len, HEAD_BYTES), 0)
+            if _sha(self._head) != f.head_sha or len(self._head) != f.head_len:
+                self.note(f"{f.path}: rewritten since it was last read; reading it from the start")
+                f.offset, self._head = 0, b""
+        f.head_len, f.head_sha = len(self._head), _sha(self._head)
         # the bytes just before our position: how a copy of this file is told from a look-alike
         back = min(_RECENT, f.offset)
         self._recent = os.pread(self._fd, back, f.offset - back) if back else b""
@@ -389,10 +433,6 @@ class LogTail:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         if st.st_size < pos or not self._current_head_ok():
             return self._truncated(cur, seen), True
-        if cur.head_len < HEAD_BYTES and st.st_size > cur.head_len:
-            head = os.pread(fd, HEAD_BYTES, 0)
-            cur.head_len = len(head)
-            cur.head_sha = hashlib.sha1(head, usedforsecurity=False).hexdigest()
         nxt = self._next_file()
         if nxt is None:
             return None, False
@@ -427,19 +467,27 @@ class LogTail:
         self._pending = buf[consumed:]
         if consumed == 0:
             return None
+        cur = self._cur
         self._recent = (
             (self._recent + buf[:consumed])[-_RECENT:]
             if consumed < _RECENT
             else (buf[consumed - _RECENT : consumed])
         )
-        self._cur.offset += consumed
+        if len(self._head) < HEAD_BYTES:
+            # buf starts at cur.offset; the head covers [0, len(head)) and len(head) >= offset
+            # whenever offset < HEAD_BYTES (see _open)
+            start = len(self._head) - cur.offset
+            if 0 <= start < consumed:
+                self._head += buf[start : min(consumed, HEAD_BYTES - cur.offset)]
+                cur.head_len, cur.head_sha = len(self._head), _sha(self._head)
+        cur.offset += consumed
         if events:
             self._last_event_time = events[-1].time
         return EventBatch(events, self.checkpoint())
 
     def _next_file(self) -> _File | None:
         """The oldest file, other than the current one, with unread data."""
-        best: _File | None = None
+        candidates: list[_File] = []
         present: set[tuple[int, int]] = set()
         for f in self._scan():
             present.add(f.key)
@@ -453,20 +501,26 @@ class LogTail:
                     # the name was reused and truncated in place (log_truncate_on_rotation)
                     known.offset, known.head_len = 0, -1
                     self._fill_head(known)
+                    self._remember(known)
                 f = known
             else:
                 if not self._fill_head(f):
                     continue
                 if self._is_copy_of_current(f.path, f.size):
                     f.offset = f.size  # a copytruncate copy: its bytes come from the original
-                self._known[f.key] = f
-            if f.size > f.offset and (
-                best is None or (f.mtime_ns, f.path) < (best.mtime_ns, best.path)
-            ):
-                best = f
+                self._remember(f)
+            if f.size > f.offset:
+                candidates.append(f)
         for key in [k for k, v in self._known.items() if k not in present and v is not self._cur]:
             del self._known[key]
-        return best
+        return min(candidates, key=self._age) if candidates else None
+
+    def _age(self, f: _File) -> tuple[int, int, str, int]:
+        """Sort key, oldest first. File times are only as fine as the kernel tick, so ties are
+        broken by name (a rotated sibling is older than the file the pattern names), then by the
+        first log timestamp in the file, then by order of discovery."""
+        sibling = 0 if f.path != self.pattern and not fnmatch.fnmatch(f.path, self.pattern) else 1
+        return (f.mtime_ns, sibling, _first_timestamp(f.path), f.seq)
 
     def _truncated(self, cur: _File, seen: int) -> EventBatch:
         """The current file shrank or was rewritten in place: copytruncate or a reused name.
@@ -478,13 +532,13 @@ class LogTail:
         copy = self._find_copy(cur)
         fresh = _File(cur.dev, cur.ino, cur.path, 0, -1, "", 0, 0)
         self._fill_head(fresh)
+        self._remember(fresh)
         if copy is not None:
             pending = self._pending
             self.note(f"{cur.path}: truncated; reading the rest from its copy {copy.path}")
             if seen > copy.size:
                 self._lost_bytes += seen - copy.size
             copy.offset = cur.offset
-            self._known[cur.key] = fresh
             self._cur = None
             self._open(copy)
             self._pending = pending
@@ -498,7 +552,6 @@ class LogTail:
                     f"{len(self._pending)} bytes lost"
                 )
             # Its new content is the newest there is: other files with unread data come first.
-            self._known[cur.key] = fresh
             self._close()
             self._cur = None
             self._pending = b""

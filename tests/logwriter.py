@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 WATCHED = "crm.client_list"
+BASE_TIME = datetime(2026, 11, 29, 3, 0, 0, tzinfo=UTC)
+"""Record n is stamped BASE_TIME + n ms: time only moves forward, as in a real log."""
 
 
 def csv_record(n: int, *, multiline: bool = False) -> bytes:
@@ -17,10 +20,10 @@ def csv_record(n: int, *, multiline: bool = False) -> bytes:
         statement = "SELECT id,\n       name\n  FROM crm.client_list\n WHERE id = $1"
     inner = f'AUDIT: OBJECT,{n},1,READ,SELECT,TABLE,{WATCHED},"{statement}",{n}'
     message = inner.replace('"', '""')
-    ms = n % 1000
-    second = (n // 1000) % 60
+    when = BASE_TIME + timedelta(milliseconds=n)
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
     return (
-        f'2026-11-29 03:41:{second:02d}.{ms:03d} UTC,"app","crm",7730,"10.0.0.5:53552",'
+        f'{stamp},"app","crm",7730,"10.0.0.5:53552",'
         f'6b0b9ed0.1e32,{n},"SELECT",2026-11-29 03:41:04 UTC,3/14,0,LOG,00000,"{message}",'
         ',,,,,,,,,"app","client backend",,0\n'
     ).encode()

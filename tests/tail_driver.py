@@ -32,7 +32,7 @@ async def consume(args: argparse.Namespace) -> None:
     out_len = int(consumer.get("out_len", 0))
     if os.environ.get("TAIL_DRIVER_DEBUG"):
         print(
-            f"start out_len={out_len} source={json.dumps(source)[:200]}",
+            f"start out_len={out_len} source={json.dumps(source)}",
             file=sys.stderr,
             flush=True,
         )
@@ -55,7 +55,13 @@ async def consume(args: argparse.Namespace) -> None:
     async for batch in tail.batches():
         if debug and batch.events:
             first, last = batch.events[0].statement_id, batch.events[-1].statement_id
-            print(f"batch {first}..{last} at {batch.checkpoint['current']}", file=sys.stderr)
+            where = {(f["dev"], f["ino"]): f["offset"] for f in batch.checkpoint["files"]}
+            cur = batch.checkpoint["current"]
+            print(
+                f"batch {first}..{last} at {cur} offset {where.get(tuple(cur or ()))} "
+                f"notes {tail.notes()}",
+                file=sys.stderr,
+            )
         if batch.events:
             data = "".join(f"{e.statement_id}\n" for e in batch.events).encode()
             os.write(out, data)
