@@ -75,37 +75,73 @@ def parse_parameters(field: str) -> tuple[str, ...] | None:
     return tuple(split_csv(field))
 
 
+def split_csv_many(texts: list[str]) -> list[list[str] | MalformedRecord]:
+    """`split_csv` over many texts at once (one C-level reader: ~3x cheaper per text).
+
+    Each result is the fields of that text, or the MalformedRecord saying why it is not CSV.
+    """
+    try:
+        rows: list[list[str] | MalformedRecord] = list(csv.reader(texts, strict=True))
+        if len(rows) == len(texts):
+            return rows
+    except csv.Error:
+        pass
+    out: list[list[str] | MalformedRecord] = []
+    for text in texts:
+        try:
+            out.append(split_csv(text))
+        except MalformedRecord as exc:
+            out.append(exc)
+    return out
+
+
+def audit_fields(fields: list[str]) -> AuditFields:
+    """The pgaudit record of the CSV fields after `AUDIT: `.
+
+    Raises:
+        MalformedRecord: not a well-formed pgaudit record.
+    """
+    count = len(fields)
+    if count != 9 and count != 10:
+        raise MalformedRecord(f"pgaudit record has {count} fields, expected 9 or 10")
+    audit_type = fields[0]
+    if audit_type != "OBJECT" and audit_type != "SESSION":
+        raise MalformedRecord(f"unknown pgaudit audit type {audit_type[:40]!r}")
+    statement_id, substatement_id = fields[1], fields[2]
+    rows = fields[9] if count == 10 else "0"
+    if not (statement_id.isdecimal() and substatement_id.isdecimal() and rows.isdecimal()):
+        raise MalformedRecord("pgaudit record has a non-numeric id or row count")
+    statement: str | None = fields[7]
+    if statement in _STATEMENT_TOKENS:
+        statement = None
+    raw = fields[8]
+    parameters: tuple[str, ...] | None
+    if raw in _PARAMETER_TOKENS:
+        parameters = None
+    elif '"' in raw or "\n" in raw or "\r" in raw:
+        parameters = tuple(split_csv(raw))
+    else:
+        parameters = tuple(raw.split(","))
+    return AuditFields._make(
+        (
+            audit_type,
+            int(statement_id),
+            int(substatement_id),
+            fields[3],
+            fields[4],
+            fields[5],
+            fields[6],
+            statement,
+            parameters,
+            int(rows) if count == 10 else None,
+        )
+    )
+
+
 def parse_audit_message(message: str) -> AuditFields:
     """Parse a log message that starts with `AUDIT: `.
 
     Raises:
         MalformedRecord: not a well-formed pgaudit record.
     """
-    fields = split_csv(message[len(AUDIT_PREFIX) :])
-    count = len(fields)
-    if count != 9 and count != 10:
-        raise MalformedRecord(f"pgaudit record has {count} fields, expected 9 or 10")
-    audit_type = fields[0]
-    if audit_type not in _AUDIT_TYPES:
-        raise MalformedRecord(f"unknown pgaudit audit type {audit_type[:40]!r}")
-    try:
-        statement_id = int(fields[1])
-        substatement_id = int(fields[2])
-        rows = int(fields[9]) if count == 10 else None
-    except ValueError:
-        raise MalformedRecord("pgaudit record has a non-numeric id or row count") from None
-    statement: str | None = fields[7]
-    if statement in _STATEMENT_TOKENS:
-        statement = None
-    return AuditFields(
-        audit_type,
-        statement_id,
-        substatement_id,
-        fields[3],
-        fields[4],
-        fields[5],
-        fields[6],
-        statement,
-        parse_parameters(fields[8]),
-        rows,
-    )
+    return audit_fields(split_csv(message[len(AUDIT_PREFIX) :]))

@@ -12,7 +12,7 @@ import msgspec
 
 from collectors.events import EventBuilder, ParseStats
 from collectors.logfile import LogFileError, detect_format, read_events
-from core.events import AccessEvent, EventKind
+from core.events import AccessEvent, EventKind, IsoFormatter
 from core.tables import TableName, WatchedTables
 from tablewatch.safetext import safe
 
@@ -52,19 +52,16 @@ def run_replay(opts: ReplayOptions, out: BinaryIO, err: TextIO) -> int:
             return EXIT_USAGE
     stats = ParseStats()
     builder = EventBuilder(WatchedTables(opts.tables), stats)
-    encode = msgspec.json.Encoder().encode
+    write_events = EventWriter(out).write
     principals: dict[tuple[str, str, str], _Principal] = {}
     status = EXIT_OK
-    write = out.write
     for path, fmt in formats:
         try:
             for batch in read_events(path, fmt, builder, opts.log_line_prefix):
                 if opts.summary:
                     _tally(principals, batch)
                 else:
-                    kept = [e for e in batch if e.kind is EventKind.AUDIT]
-                    if kept:
-                        write(b"\n".join(encode(e.contract_dict()) for e in kept) + b"\n")
+                    write_events(batch)
         except LogFileError as exc:
             print(f"tablewatch replay: {exc}", file=err)
             status = EXIT_USAGE
@@ -74,6 +71,66 @@ def run_replay(opts: ReplayOptions, out: BinaryIO, err: TextIO) -> int:
     if stats.malformed or stats.forged:
         _report_problems(stats, err)
     return status
+
+
+class _EventLine(msgspec.Struct, rename={"class_": "class"}):
+    """One line of `replay --events`: the fields of DESIGN.md, in its order."""
+
+    time: str
+    user: str
+    database: str
+    client_addr: str
+    application_name: str
+    session_id: str
+    audit_type: str | None
+    statement_id: int | None
+    substatement_id: int | None
+    class_: str
+    command: str
+    object_type: str
+    object_name: str
+    statement: str | None
+    parameters: tuple[str, ...] | None
+    rows: int | None
+
+
+class EventWriter:
+    """Writes audit events as JSON lines (permission-denied events are not audit records)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._encode = msgspec.json.Encoder().encode
+        self._iso = IsoFormatter()
+
+    def write(self, events: list[AccessEvent]) -> None:
+        encode, iso, line = self._encode, self._iso.format, _EventLine
+        lines = [
+            encode(
+                line(
+                    iso(e.time_us),
+                    e.user,
+                    e.database,
+                    e.client_addr,
+                    e.application_name,
+                    e.session_id,
+                    e.audit_type,
+                    e.statement_id,
+                    e.substatement_id,
+                    e.class_,
+                    e.command,
+                    e.object_type,
+                    e.object_name,
+                    e.statement,
+                    e.parameters,
+                    e.rows,
+                )
+            )
+            for e in events
+            if e.kind is EventKind.AUDIT
+        ]
+        if lines:
+            lines.append(b"")
+            self._out.write(b"\n".join(lines))
 
 
 def _tally(principals: dict[tuple[str, str, str], _Principal], batch: list[AccessEvent]) -> None:

@@ -56,6 +56,13 @@ class Driver:
         self.proc.wait(timeout=30)
         self.proc = None
 
+    def stop(self) -> None:
+        """Make sure no consumer outlives the test."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
     def ids(self) -> list[int]:
         if not self.out.exists():
             return []
@@ -101,9 +108,24 @@ def _run(tmp: Path, mode: str, seed: int) -> tuple[list[int], list[int], list[in
     driver = Driver(tmp, writer.pattern)
     rotate_at = set(rng.sample(range(1000, RECORDS), ROTATIONS))
     kill_at = set(rng.sample(range(1000, RECORDS), KILLS))
+    driver.start()
+    try:
+        return _drive(rng, writer, driver, mode, rotate_at, kill_at)
+    finally:
+        driver.stop()
+        writer.close()
+
+
+def _drive(
+    rng: random.Random,
+    writer: LogWriter,
+    driver: Driver,
+    mode: str,
+    rotate_at: set[int],
+    kill_at: set[int],
+) -> tuple[list[int], list[int], list[int], Driver]:
     written: list[int] = []
     window: list[int] = []
-    driver.start()
     n = 0
 
     def write_one(*, halves: bool = False) -> None:
@@ -148,7 +170,6 @@ def _run(tmp: Path, mode: str, seed: int) -> tuple[list[int], list[int], list[in
     assert writer.rotations == ROTATIONS
     ids = driver.settle()
     driver.kill(signal.SIGTERM)
-    writer.close()
     return written, ids, window, driver
 
 
