@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from collectors.pgaudit import MalformedRecord, audit_fields, split_csv_many
 from collectors.timestamps import BadTimestamp, TimestampParser
 from core.events import AccessEvent, EventKind, utc_from_us
-from core.tables import WatchedTables
+from core.tables import TableName, WatchedTables
 
 _DENIED = re.compile(
     r"permission denied for (table|view|materialized view|sequence|relation|schema|column) "
@@ -142,10 +142,11 @@ class EventBuilder:
         name = match.group(2)
         object_name = name
         if self.watched is not None:
-            table = self.watched.match_relname(name) if object_type != "SCHEMA" else None
-            if table is None and statement:
-                lowered = statement.lower()
-                table = next((t for t in self.watched.tables if t.name in lowered), None)
+            if object_type == "SCHEMA":
+                # no relation named: the statement says which watched table was the target
+                table = self._named_in(statement or "")
+            else:
+                table = self.watched.match_relname(name)
             if table is None:
                 return None
             object_name = str(table)
@@ -176,6 +177,18 @@ class EventBuilder:
             None,
             pid,
         )
+
+    def _named_in(self, statement: str) -> TableName | None:
+        """The watched table a statement names (as a whole word, schema-qualified if known)."""
+        assert self.watched is not None
+        lowered = statement.lower()
+        for table in self.watched.tables:
+            word = re.escape(table.name)
+            if table.schema is not None:
+                word = re.escape(table.schema) + r'"?\s*\.\s*"?' + word
+            if re.search(rf'(?<![\w$"]){word}(?![\w$])', lowered):
+                return table
+        return None
 
     def epoch(self, text: str) -> str:
         """`%n` epoch seconds as a log timestamp the parser understands.

@@ -35,9 +35,10 @@ def _open(path: Path) -> BinaryIO:
     except OSError as exc:
         raise LogFileError(f"{path}: cannot open: {exc.strerror}") from None
     magic = raw.read(2)
-    raw.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        raw.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    raw.seek(0)
     return raw
 
 
@@ -87,7 +88,9 @@ def read_events(
     with _open(path) as stream:
         pending = b""
         while True:
-            chunk = _read(stream, CHUNK, path)
+            # a record larger than a chunk: read more at a time, so that it is re-framed only
+            # a logarithmic number of times
+            chunk = _read(stream, max(CHUNK, len(pending)), path)
             final = not chunk
             buf = pending + chunk if pending else chunk
             if fast is not None and not final:

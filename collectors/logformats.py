@@ -19,62 +19,21 @@ from __future__ import annotations
 import csv
 import io
 import re
-from abc import ABC, abstractmethod
-from typing import ClassVar
 
 import msgspec
 
 from collectors.events import AuditItem, EventBuilder, strip_port
+from collectors.logformat import LogFormat, decode
 from collectors.pgaudit import AUDIT_PREFIX
-from collectors.prefix import DEFAULT_PREFIX, SECONDARY_SEVERITIES, line_regex
+from collectors.prefix import DEFAULT_PREFIX, line_regex
+from collectors.stderrlog import StderrLog
 from core.events import AccessEvent
 
 FORMATS = ("csvlog", "jsonlog", "stderr")
 
-IDLE_RESYNC_BYTES = 0
-"""An unterminated csvlog record is resynchronised on idle whatever its size (PostgreSQL writes a
-record in one write, so one still open after the writer went quiet is damaged)."""
 MAX_OPEN_RECORD = 64 * 1024 * 1024
-"""An open csvlog record larger than this is resynchronised even while data still arrives."""
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
-
-
-class LogFormat(ABC):
-    """Framing and parsing of one server-log format."""
-
-    name: ClassVar[str]
-
-    def __init__(self, builder: EventBuilder) -> None:
-        self.builder = builder
-        self.stats = builder.stats
-
-    @abstractmethod
-    def split(
-        self, buf: bytes, *, final: bool = False, idle: bool = False
-    ) -> tuple[list[bytes], int]:
-        """Frame complete records at the start of `buf`.
-
-        Args:
-            buf: bytes starting at a record boundary.
-            final: no more data will come: the trailing partial record is parsed as it is.
-            idle: the writer has gone quiet: a damaged open record may be resynchronised.
-
-        Returns:
-            The candidate records (those that may yield events) and the number of bytes consumed
-            (the end of the last complete record).
-        """
-
-    @abstractmethod
-    def parse(self, records: list[bytes]) -> list[AccessEvent]:
-        """The events of candidate records returned by `split`."""
-
-    def events(self, buf: bytes, *, final: bool = False) -> tuple[list[AccessEvent], int]:
-        """Split and parse in one call."""
-        records, consumed = self.split(buf, final=final)
-        return self.parse(records), consumed
+"""An open csvlog record larger than this is checked while data still arrives, and resynchronised
+if it is provably damaged (an intact record of any size is kept whole)."""
 
 
 # ------------------------------------------------------------------------------------------- csvlog
@@ -129,7 +88,7 @@ class CsvLog(LogFormat):
             if close < 0:
                 # Unterminated at the end of the buffer: wait for more, unless the writer is done
                 # or quiet (then it is damaged) or the record is absurdly large.
-                if final or idle or n - pos > MAX_OPEN_RECORD:
+                if final or idle or (n - pos > MAX_OPEN_RECORD and self._damaged(buf, pos)):
                     resume = self._resync(buf, pos, end)
                     if resume is not None:
                         records += 1
@@ -174,9 +133,23 @@ class CsvLog(LogFormat):
         return None
 
     @staticmethod
+    def _damaged(buf: bytes, start: int) -> bool:
+        """Whether the open record at `start` cannot be the beginning of an intact record.
+
+        Inside a quoted field an intact record has only doubled quotes; the records that follow
+        a line cut in half bring single ones (`,"user",`), which strict CSV refuses at once.
+        """
+        try:
+            for _ in csv.reader(io.StringIO(decode(buf[start:]), newline=""), strict=True):
+                pass
+        except csv.Error as exc:
+            return "unexpected end of data" not in str(exc)
+        return False
+
+    @staticmethod
     def _sane(blob: bytes) -> bool:
         try:
-            rows = list(csv.reader((_decode(blob),), strict=True))
+            rows = list(csv.reader((decode(blob),), strict=True))
         except csv.Error:
             return False
         return len(rows) == 1 and len(rows[0]) >= _CSV_MIN_COLUMNS and rows[0][3].isdigit()
@@ -184,7 +157,7 @@ class CsvLog(LogFormat):
     def parse(self, records: list[bytes]) -> list[AccessEvent]:
         if not records:
             return []
-        texts = [_decode(r) for r in records]
+        texts = [decode(r) for r in records]
         try:
             rows = list(csv.reader(texts, strict=True))
             if len(rows) != len(texts):
@@ -370,142 +343,6 @@ class JsonLog(LogFormat):
         return out
 
 
-# ------------------------------------------------------------------------------------------- stderr
-
-_STDERR_AUDIT = b"AUDIT: "
-_STDERR_DENIED = b"ERROR:  permission denied for "
-_SECONDARY = re.compile(rb"(?:DETAIL|HINT|CONTEXT|STATEMENT|QUERY|LOCATION):  ")
-
-
-class StderrLog(LogFormat):
-    """`log_destination = 'stderr'` with the logging collector, lines per `log_line_prefix`."""
-
-    name = "stderr"
-
-    def __init__(self, builder: EventBuilder, log_line_prefix: str = DEFAULT_PREFIX) -> None:
-        super().__init__(builder)
-        self.prefix = log_line_prefix
-        self._line = line_regex(log_line_prefix)
-
-    def _secondary(self, line: bytes) -> bool:
-        if _SECONDARY.search(line) is None:
-            return False
-        m = self._line.match(_decode(line))
-        return m is not None and m.group("sev") in SECONDARY_SEVERITIES
-
-    def split(
-        self, buf: bytes, *, final: bool = False, idle: bool = False
-    ) -> tuple[list[bytes], int]:
-        out: list[bytes] = []
-        pos, n, records = 0, len(buf), 0
-        find = buf.find
-        flush_open = final or idle
-        while pos < n:
-            end = find(b"\n", pos)
-            if end < 0:
-                if final:
-                    records += 1
-                    if find(_STDERR_AUDIT, pos) >= 0 or find(_STDERR_DENIED, pos) >= 0:
-                        out.append(buf[pos:])
-                    pos = n
-                break
-            if buf[pos] == 0x09:  # a continuation whose message we did not keep
-                pos = end + 1
-                continue
-            candidate = find(_STDERR_AUDIT, pos, end) >= 0 or find(_STDERR_DENIED, pos, end) >= 0
-            # The message ends where the next line that is neither a continuation nor a
-            # DETAIL/STATEMENT/... line of this message begins.
-            last = end
-            complete = False
-            while True:
-                nxt = last + 1
-                if nxt >= n:
-                    break
-                nend = find(b"\n", nxt)
-                if nend < 0:
-                    break
-                if buf[nxt] == 0x09 or (candidate and self._secondary(buf[nxt:nend])):
-                    last = nend
-                    continue
-                complete = True
-                break
-            if not complete and not flush_open:
-                break
-            if not complete and final and last + 1 < n:
-                last = n - 1  # trailing partial line: part of this message
-            records += 1
-            if candidate:
-                out.append(buf[pos : last + 1])
-            pos = last + 1
-        self.stats.records += records
-        return out, min(pos, n)
-
-    def parse(self, records: list[bytes]) -> list[AccessEvent]:
-        out: list[AccessEvent] = []
-        for raw in records:
-            event = self._parse_one(_decode(raw))
-            if event is not None:
-                out.append(event)
-        return out
-
-    def _parse_one(self, text: str) -> AccessEvent | None:
-        lines = text.rstrip("\n").split("\n")
-        head = self._line.match(lines[0])
-        if head is None:
-            self.stats.bad(f"stderr: line does not match log_line_prefix {self.prefix!r}")
-            return None
-        secondary = self._secondaries(lines)
-        message = "\n".join(secondary.pop("", []))
-        fields = head.groupdict()
-        time = fields.get("m") or fields.get("t") or ""
-        if not time and fields.get("n"):
-            time = self.builder.epoch(fields["n"])
-        client = fields.get("h") or (fields.get("r") or "")
-        if "(" in client and client.endswith(")"):
-            client = client[: client.rfind("(")]
-        user = fields.get("u") or ""
-        database = fields.get("d") or ""
-        app = fields.get("a") or ""
-        session = fields.get("c") or ""
-        pid = int(fields.get("p") or 0)
-        if message.startswith(AUDIT_PREFIX):
-            if "CONTEXT" in secondary:
-                self.stats.forged += 1
-                return None
-            return self.builder.audit(time, user, database, client, app, session, pid, message)
-        if head.group("sev") == "ERROR" and message.startswith("permission denied for "):
-            statement = secondary.get("STATEMENT")
-            return self.builder.denied(
-                time,
-                user,
-                database,
-                client,
-                app,
-                session,
-                pid,
-                message,
-                "\n".join(statement) if statement is not None else None,
-            )
-        return None
-
-    def _secondaries(self, lines: list[str]) -> dict[str, list[str]]:
-        """The message ("" key) and its DETAIL/CONTEXT/STATEMENT/... parts, continuations joined."""
-        head = self._line.match(lines[0])
-        assert head is not None
-        parts: dict[str, list[str]] = {"": [head.group("msg")]}
-        current = parts[""]
-        for line in lines[1:]:
-            if line.startswith("\t"):
-                current.append(line[1:])
-                continue
-            sub = self._line.match(line)
-            if sub is None:
-                continue
-            current = parts.setdefault(sub.group("sev"), [])
-            current.append(sub.group("msg"))
-        return parts
-
-
 # ------------------------------------------------------------------------------------------- sniff
 
 
@@ -535,6 +372,18 @@ def sniff(head: bytes, log_line_prefix: str = DEFAULT_PREFIX) -> str | None:
             return "csvlog"
         if b"\x00" in line:
             return None
-        if regex.match(_decode(line)):
+        if regex.match(decode(line)):
             return "stderr"
     return None
+
+
+__all__ = [
+    "FORMATS",
+    "CsvLog",
+    "JsonLog",
+    "LogFormat",
+    "StderrLog",
+    "csv_boundary",
+    "make_format",
+    "sniff",
+]

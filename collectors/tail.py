@@ -413,7 +413,8 @@ class LogTail:
         cur, fd = self._cur, self._fd
         pos = cur.offset + len(self._pending)
         try:
-            data = await asyncio.to_thread(os.pread, fd, self.chunk, pos)
+            size = max(self.chunk, len(self._pending))  # a huge record: re-framed log(n) times
+            data = await asyncio.to_thread(os.pread, fd, size, pos)
         except OSError as exc:
             self._error = f"{cur.path}: read error: {exc.strerror}"
             return None, False

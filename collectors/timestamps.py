@@ -175,6 +175,14 @@ class TimestampParser:
             raise BadTimestamp(f"bad timestamp {text[:40]!r}") from None
         return us_from_utc(u)
 
+    def parse_epoch(self, text: str) -> datetime:
+        """Parse `%n` (seconds since the epoch, with milliseconds) into an aware UTC datetime.
+
+        Raises:
+            BadTimestamp: not a number of seconds.
+        """
+        return utc_from_us(self.parse_epoch_us(text))
+
     def parse_epoch_us(self, text: str) -> int:
         """Parse `%n` (seconds since the epoch, with milliseconds) into microseconds.
 

@@ -303,6 +303,10 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return f"{where} {'.'.join(str(p) for p in rest)}".rstrip()
 
 
+_SECRET_KEYS = frozenset({"password", "token", "routing_key", "api_key", "webhook_url", "secret"})
+"""Keys whose values are never echoed in an error, even a malformed one."""
+
+
 def _explain(exc: ValidationError) -> str:
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
@@ -315,7 +319,8 @@ def _explain(exc: ValidationError) -> str:
     else:
         message = str(err["msg"]).removeprefix("Value error, ")
         given = err.get("input")
-        quiet = isinstance(given, dict | list) or "got" in message
+        secret = any(str(part) in _SECRET_KEYS for part in loc)
+        quiet = secret or isinstance(given, dict | list) or "got" in message
         shown = "" if quiet else f" (got {given!r})"
         what = f"{message}{shown}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -122,9 +122,11 @@ class WatchedTables:
             except ValueError:
                 parts = ()
             if parts:
+                # pgaudit qualifies every relation; an unqualified name is another kind of
+                # object (`CREATE SCHEMA client_list`), never a schema-qualified watched table
                 schema = parts[0] if len(parts) == 2 else None
                 for table in self._by_relname.get(parts[-1], ()):
-                    if table.schema is None or schema is None or table.schema == schema:
+                    if table.schema is None or table.schema == schema:
                         found = table
                         break
         if len(self._cache) < 100_000:

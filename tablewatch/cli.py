@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from collectors.prefix import BadPrefix, prefix_pattern
 from core.settings import Settings, SettingsError, load_settings
 from core.tables import TableName
 from tablewatch.replay import EXIT_USAGE, ReplayOptions, run_replay
@@ -131,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_USAGE
         prefix = args.log_line_prefix or settings.audit_log.log_line_prefix
+        try:
+            prefix_pattern(prefix)
+        except BadPrefix as exc:
+            print(f"tablewatch replay: bad log_line_prefix: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         try:
             opts = ReplayOptions(
                 files=args.files,

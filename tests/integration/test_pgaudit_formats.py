@@ -574,12 +574,6 @@ def test_cli_replay_prints_the_parsed_events(run: Run) -> None:
 # --------------------------------------------------------------------- known parser weakness
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stderr parser splits the prefix at the first 'SEVERITY:  ' even inside %a: an "
-    "application_name holding 'LOG:  ' turns a real audit record into a malformed one and "
-    "silently drops a permission-denied error (csvlog/jsonlog keep both)",
-)
 def test_stderr_application_name_with_a_severity_marker_hides_nothing(
     pg_factory: Callable[[dict[str, str]], PgCluster],
 ) -> None:

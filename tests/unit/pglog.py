@@ -20,7 +20,7 @@ import pytest
 from collectors.events import EventBuilder, ParseStats
 from collectors.logformats import LogFormat, make_format
 from collectors.pgaudit import parse_audit_message
-from core.events import AccessEvent, EventKind
+from core.events import AccessEvent, EventKind, us_from_utc
 from core.tables import TableName, WatchedTables
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -256,7 +256,7 @@ def expected_event(
     """The event a parser should make of a pgaudit `message` logged by `origin`."""
     fields = parse_audit_message(message)
     return AccessEvent(
-        origin_time(origin),
+        us_from_utc(origin_time(origin)),
         EventKind.AUDIT,
         origin.user,
         origin.database,

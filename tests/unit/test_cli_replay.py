@@ -54,9 +54,6 @@ CONTRACT_FIELDS = [
     "rows",
 ]
 SCRIPT = Path(sys.executable).with_name("tablewatch")
-# collectors.logfile leaves the file under a GzipFile unclosed (ResourceWarning, an error under
-# this project's filterwarnings); test_logfile.py holds the failing test for that bug.
-GZIP_LEAK = pytest.mark.filterwarnings("ignore::ResourceWarning")
 EXTENSIONS = {"csvlog": ".csv", "jsonlog": ".json", "stderr": ".log"}
 
 
@@ -217,7 +214,6 @@ def test_non_utc_log_time_keeps_the_instant(tablewatch: Any) -> None:
     )
 
 
-@GZIP_LEAK
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 def test_format_auto_reads_every_format_plain_or_gzip(tablewatch: Any, fmt: str, gz: bool) -> None:
@@ -231,7 +227,6 @@ def test_format_auto_reads_every_format_plain_or_gzip(tablewatch: Any, fmt: str,
     assert run.events() == expected
 
 
-@GZIP_LEAK
 def test_gzip_is_recognised_by_content_not_name(tablewatch: Any) -> None:
     path = write_log("postgresql.csv.gz", trail("csvlog"))
     renamed = path.rename("rotated.1")
@@ -366,12 +361,6 @@ def test_audit_message_raised_from_a_function_is_reported_as_forged(tablewatch: 
     assert "1 AUDIT messages not written by pgaudit" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a csvlog line whose time zone offset is impossible ('+99') crashes the replay "
-    "(ValueError; the console script exits 1 with a traceback) instead of being counted as "
-    "malformed (exit 0)",
-)
 def test_impossible_zone_is_a_malformed_record(tablewatch: Any) -> None:
     path = write_log(
         "postgresql.csv",
@@ -451,11 +440,6 @@ def test_bad_arguments(tablewatch: Any, argv: list[str], words: str) -> None:
     assert_one_line_error(run, words)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an invalid --log-line-prefix (BadPrefix from collectors.prefix) is not caught: "
-    "the console script dies with a traceback and exit 1 instead of exit 2 and one line",
-)
 @pytest.mark.parametrize("prefix", ["%m [%p] %", "%m %Z "], ids=["bare-percent", "unknown-escape"])
 def test_bad_log_line_prefix(tablewatch: Any, prefix: str) -> None:
     path = write_log("postgresql.log", stderr(audit_message()))
@@ -472,13 +456,7 @@ def test_bad_log_line_prefix(tablewatch: Any, prefix: str) -> None:
         ("[audit_log]\nformat = 'xml'\n", "[audit_log] format"),
         ("[[tables]]\nname = 'a.b.c'\n", "[[tables]] #1 name"),
         ("[[expected]]\n", "[[expected]] #1"),
-        pytest.param(
-            "[detection]\nquiet_period = inf\n",
-            "[detection] quiet_period",
-            marks=pytest.mark.xfail(
-                strict=True, reason="BUG: OverflowError traceback (see test_settings)"
-            ),
-        ),
+        ("[detection]\nquiet_period = inf\n", "[detection] quiet_period"),
     ],
     ids=["bad-toml", "bad-choice", "bad-table", "empty-expected", "infinite-duration"],
 )
@@ -512,7 +490,6 @@ def _truncated_gzip(records: int) -> Path:
     return Path("damaged.csv.gz")
 
 
-@GZIP_LEAK
 def test_truncated_gzip_exits_2_with_one_line(tablewatch: Any) -> None:
     path = _truncated_gzip(2000)
     run = tablewatch("replay", "--events", "--table", "crm.client_list", path)
@@ -521,13 +498,6 @@ def test_truncated_gzip_exits_2_with_one_line(tablewatch: Any) -> None:
     assert "damaged.csv.gz" in line and "gzip" in line
 
 
-@GZIP_LEAK
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_events reads 4 MiB at a time from GzipFile; the EOFError of a truncated file "
-    "discards the whole chunk, so no record before the damage is printed (small files: the format "
-    "sniff fails first)",
-)
 def test_truncated_gzip_prints_the_records_before_the_damage(tablewatch: Any) -> None:
     path = _truncated_gzip(2000)
     whole = tablewatch("replay", "--events", "--table", "crm.client_list", "whole.csv.gz")

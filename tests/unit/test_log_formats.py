@@ -167,11 +167,6 @@ def test_audit_records_among_noise_are_all_found(fmt: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stderr takes the STATEMENT line of a non-candidate ERROR as a record of its own "
-    "and parses a statement text starting with 'AUDIT: ' as a pgaudit record (forged event)",
-)
 def test_stderr_statement_line_that_starts_with_audit_is_not_a_record() -> None:
     data = stderr(
         'syntax error at or near "AUDIT"', severity="ERROR", secondary=(("STATEMENT", FAKE),)
@@ -226,11 +221,6 @@ def test_permission_denied_on_another_table_is_not_an_event(fmt: str, other: str
     assert events == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EventBuilder.denied falls back to a substring test of the statement, so a denial "
-    "on client_list is reported as one on a watched table named 'client' (or 'list', 'id', ...)",
-)
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_permission_denied_is_not_attributed_to_a_table_whose_name_is_a_substring(fmt: str) -> None:
     events, _ = parse_log(fmt, _denied(fmt), ["crm.client"])
@@ -352,12 +342,6 @@ def test_stderr_prefixes(prefix: str, head: str, expected: tuple[object, ...]) -
     assert stats.malformed == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with log_error_verbosity = verbose PostgreSQL writes 'LOG:  00000: AUDIT: ...' "
-    "(SQLSTATE before the message) and a LOCATION line; the stderr parser silently drops every "
-    "such audit record (0 events, 0 malformed)",
-)
 def test_stderr_verbose_error_verbosity() -> None:
     prefix = "2026-11-29 03:41:04.994 UTC [7730] reader@postgres 127.0.0.1(53552) psql "
     data = (
@@ -369,22 +353,12 @@ def test_stderr_verbose_error_verbosity() -> None:
     assert stats.malformed == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bad %n epoch in a stderr prefix raises BadTimestamp out of StderrLog.parse "
-    "(EventBuilder.epoch is called outside any handler) instead of counting a malformed record",
-)
 def test_stderr_bad_epoch_is_counted_not_raised() -> None:
     data = f"99999999999999999999 [7730] LOG:  {audit_message()}\n".encode()
     events, stats = parse_log("stderr", data, prefix="%n [%p] ")
     assert events == [] and stats.malformed == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an out-of-range zone offset ('+99') escapes TimestampParser as ValueError, not "
-    "BadTimestamp, so CsvLog.parse raises instead of counting the record as malformed",
-)
 def test_csvlog_impossible_zone_offset_is_counted_not_raised() -> None:
     data = csvlog(audit_message(), READER.at("2026-11-29 03:41:04.994 +99")) + csvlog(
         audit_message()

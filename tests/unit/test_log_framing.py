@@ -124,11 +124,6 @@ def test_last_record_without_final_newline_is_parsed_at_the_end(fmt: str) -> Non
     assert [e.statement for e in events] == ["SELECT 1", "SELECT 2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: StderrLog.split(final=True) glues a last line that lacks its newline onto the "
-    "previous message as if it were a continuation, so the last record is silently lost",
-)
 def test_stderr_last_record_without_final_newline_is_parsed_at_the_end() -> None:
     data = FORMATS["stderr"](audit_message("SELECT 1")) + FORMATS["stderr"](
         audit_message("SELECT 2")
@@ -219,12 +214,6 @@ def test_multiline_statement_with_a_record_start_line_is_one_record() -> None:
         assert feed(make_parser("csvlog"), _pieces(data, [offset])) == whole, offset
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (evasion): an intact record larger than MAX_OPEN_RECORD (64 MiB) whose statement "
-    "holds a line starting like a csvlog record is 'resynchronised' while it is still arriving: "
-    "its audit event is dropped (counted malformed), in replay too, though the file is intact",
-)
 def test_oversized_record_arriving_in_pieces_is_not_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

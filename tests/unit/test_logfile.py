@@ -17,7 +17,6 @@ from collectors.logfile import LogFileError, detect_format, read_events
 from tests.unit.pglog import CHECKPOINTER, FORMATS, READER, corpus_messages
 
 # The ResourceWarning of the gzip bug below would fail every gzip test under filterwarnings=error.
-GZIP_LEAK = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def _log(fmt: str, count: int = 60) -> bytes:
@@ -35,7 +34,6 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-@GZIP_LEAK
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", ["postgresql{ext}", "postgresql{ext}.gz", "postgresql-1"])
 def test_detect_format_from_content(tmp_path: Path, fmt: str, name: str) -> None:
@@ -93,12 +91,6 @@ def test_small_chunks_give_the_same_events(
         assert _read(path, fmt) == whole, chunk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: collectors.logfile._open wraps the file in GzipFile(fileobj=raw); closing the "
-    "GzipFile does not close `raw`, so every .gz file read leaves its file unclosed "
-    "(ResourceWarning; an error under this project's filterwarnings)",
-)
 def test_gzip_file_is_closed_after_reading(tmp_path: Path) -> None:
     path = _write(tmp_path / "postgresql.csv.gz", _log("csvlog", 3))
     with warnings.catch_warnings(record=True) as caught:

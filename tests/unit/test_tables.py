@@ -90,12 +90,6 @@ def test_empty_watch_list_is_false() -> None:
     assert WATCHED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unqualified OBJECT_NAME matches a schema-qualified watched table; pgaudit "
-    "qualifies every relation and writes other objects unqualified (`CREATE SCHEMA client_list` "
-    "-> SCHEMA,client_list), so that schema is reported as an access to crm.client_list",
-)
 def test_schema_named_like_the_watched_table_is_not_the_table() -> None:
     create_schema = audit_message(
         "CREATE SCHEMA client_list",
