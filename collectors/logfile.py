@@ -23,7 +23,12 @@ class LogFileError(Exception):
     """A file that cannot be read as a PostgreSQL log; the message is one line."""
 
 
-def _open(path: Path) -> BinaryIO:
+def open_log(path: Path) -> BinaryIO:
+    """Open a log file for reading, gunzipping it on the fly if it is gzip.
+
+    Raises:
+        LogFileError: missing, a directory, unreadable.
+    """
     try:
         raw = path.open("rb")
     except FileNotFoundError:
@@ -42,7 +47,12 @@ def _open(path: Path) -> BinaryIO:
     return raw
 
 
-def _read(stream: BinaryIO, size: int, path: Path) -> bytes:
+def read_block(stream: BinaryIO, size: int, path: Path) -> bytes:
+    """Up to `size` bytes.
+
+    Raises:
+        LogFileError: a damaged gzip stream or a read error.
+    """
     try:
         return stream.read(size)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -57,8 +67,8 @@ def detect_format(path: Path, fmt: str, log_line_prefix: str = DEFAULT_PREFIX) -
     Raises:
         LogFileError: missing, unreadable, binary, or (for auto) no known log format.
     """
-    with _open(path) as stream:
-        head = _read(stream, _SNIFF_BYTES, path)
+    with open_log(path) as stream:
+        head = read_block(stream, _SNIFF_BYTES, path)
     if b"\x00" in head[:8192]:
         raise LogFileError(f"{path}: binary data, not a PostgreSQL server log")
     if fmt != "auto":
@@ -76,21 +86,27 @@ def detect_format(path: Path, fmt: str, log_line_prefix: str = DEFAULT_PREFIX) -
 
 
 def read_events(
-    path: Path, fmt: str, builder: EventBuilder, log_line_prefix: str = DEFAULT_PREFIX
+    path: Path,
+    fmt: str,
+    builder: EventBuilder,
+    log_line_prefix: str = DEFAULT_PREFIX,
+    start: int = 0,
 ) -> Iterator[list[AccessEvent]]:
-    """The events of a whole file, a batch per chunk, in file order.
+    """The events of a whole file (from byte `start`, a record boundary), a batch per chunk.
 
     Raises:
         LogFileError: the file cannot be read to its end (events before the damage are yielded).
     """
     parser: LogFormat = make_format(fmt, builder, log_line_prefix)
     fast = parser if isinstance(parser, CsvLog) else None
-    with _open(path) as stream:
+    with open_log(path) as stream:
+        if start:
+            stream.seek(start)
         pending = b""
         while True:
             # a record larger than a chunk: read more at a time, so that it is re-framed only
             # a logarithmic number of times
-            chunk = _read(stream, max(CHUNK, len(pending)), path)
+            chunk = read_block(stream, max(CHUNK, len(pending)), path)
             final = not chunk
             buf = pending + chunk if pending else chunk
             if fast is not None and not final:

@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     if args.command == "demo":
         opts = ReplayOptions(
-            files=[SAMPLE_LOG], tables=[TableName("crm", "client_list")], summary=True
+            files=[SAMPLE_LOG], tables=[TableName("crm", "client_list", 2000)], summary=True
         )
         print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
         return run_replay(opts, sys.stdout.buffer, sys.stderr)

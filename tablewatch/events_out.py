@@ -1,0 +1,69 @@
+"""`replay --events` output: access events as JSON lines, in the fields and order of DESIGN.md."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import msgspec
+
+from core.events import AccessEvent, EventKind, IsoFormatter
+
+
+class _EventLine(msgspec.Struct, rename={"class_": "class"}):
+    """One line of `replay --events`: the fields of DESIGN.md, in its order."""
+
+    time: str
+    user: str
+    database: str
+    client_addr: str
+    application_name: str
+    session_id: str
+    audit_type: str | None
+    statement_id: int | None
+    substatement_id: int | None
+    class_: str
+    command: str
+    object_type: str
+    object_name: str
+    statement: str | None
+    parameters: tuple[str, ...] | None
+    rows: int | None
+
+
+class EventWriter:
+    """Writes audit events as JSON lines (permission-denied events are not audit records)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._encode = msgspec.json.Encoder().encode
+        self._iso = IsoFormatter()
+
+    def write(self, events: list[AccessEvent]) -> None:
+        encode, iso, line = self._encode, self._iso.format, _EventLine
+        lines = [
+            encode(
+                line(
+                    iso(e.time_us),
+                    e.user,
+                    e.database,
+                    e.client_addr,
+                    e.application_name,
+                    e.session_id,
+                    e.audit_type,
+                    e.statement_id,
+                    e.substatement_id,
+                    e.class_,
+                    e.command,
+                    e.object_type,
+                    e.object_name,
+                    e.statement,
+                    e.parameters,
+                    e.rows,
+                )
+            )
+            for e in events
+            if e.kind is EventKind.AUDIT
+        ]
+        if lines:
+            lines.append(b"")
+            self._out.write(b"\n".join(lines))
