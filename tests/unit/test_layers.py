@@ -1,4 +1,4 @@
-"""The rooms of DESIGN.md keep their dependency direction: core <- collectors, alerts, tui <- app."""
+"""The rooms of DESIGN.md keep their direction: core <- collectors, alerts, tui <- tablewatch."""
 
 from __future__ import annotations
 
