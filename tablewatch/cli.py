@@ -11,6 +11,7 @@ from typing import NoReturn
 from collectors.prefix import BadPrefix, prefix_pattern
 from core.settings import Settings, SettingsError, load_settings
 from core.tables import TableName
+from tablewatch.follow import run_follow
 from tablewatch.replay import EXIT_USAGE, ReplayOptions, run_replay
 
 SAMPLE_LOG = Path(__file__).resolve().parent / "samples" / "pgaudit-sample.csv"
@@ -85,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary", action="store_true", help="print a human summary of who read the tables"
     )
 
+    tail = sub.add_parser(
+        "tail",
+        help="follow the audit log of the settings live: access events as JSON lines",
+        description="Follow [audit_log] path (a file or a glob, across rotation) and print the "
+        "pgaudit records about the watched tables as they are written, as `replay --events` "
+        "does. The position is kept in the state dir: the next run resumes where this one "
+        "stopped.",
+    )
+    tail.add_argument(
+        "--table",
+        action="append",
+        type=_table_arg,
+        default=[],
+        metavar="SCHEMA.TABLE[=ROWS]",
+        help="a watched table (repeatable; default: [[tables]] of the settings)",
+    )
+    tail.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with no checkpoint yet, start at the beginning of the log, not its end",
+    )
+
     sub.add_parser(
         "demo",
         help="show what tablewatch finds in a sample audit trail",
@@ -147,6 +170,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 summary=args.summary,
             )
             return run_replay(opts, sys.stdout.buffer, sys.stderr)
+        except BrokenPipeError:
+            return 0
+    if args.command == "tail":
+        tables = args.table or settings.watched_tables()
+        if not tables:
+            print(
+                "tablewatch tail: no watched table: give --table SCHEMA.TABLE or set [[tables]] "
+                "in the settings",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        try:
+            prefix_pattern(settings.audit_log.log_line_prefix)
+        except BadPrefix as exc:
+            print(f"tablewatch tail: bad [audit_log] log_line_prefix: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return run_follow(
+                settings, tables, sys.stdout.buffer, sys.stderr, from_start=args.from_start
+            )
         except BrokenPipeError:
             return 0
     if args.command == "demo":

@@ -25,7 +25,7 @@ def csv_record(n: int, *, multiline: bool = False) -> bytes:
     return (
         f'{stamp},"app","crm",7730,"10.0.0.5:53552",'
         f'6b0b9ed0.1e32,{n},"SELECT",2026-11-29 03:41:04 UTC,3/14,0,LOG,00000,"{message}",'
-        ',,,,,,,,,"app","client backend",,0\n'
+        ',,,,,,,,"app","client backend",,0\n'
     ).encode()
 
 
