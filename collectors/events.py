@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from collectors.pgaudit import MalformedRecord, audit_fields, split_csv_many
+from collectors.pgaudit import (
+    PARAMETER_TOKENS,
+    STATEMENT_TOKENS,
+    MalformedRecord,
+    audit_fields,
+    split_csv_many,
+)
 from collectors.timestamps import BadTimestamp, TimestampParser
 from core.events import AccessEvent, EventKind, utc_from_us
 from core.tables import TableName, WatchedTables
@@ -84,6 +90,47 @@ class EventBuilder:
                 if len(fields) in (9, 10):
                     continue  # well-formed, about another relation
             try:
+                # audit_fields() inlined for the common shape (9 or 10 fields, decimal ids,
+                # parameters without quotes): this loop runs once per audit record
+                count = len(fields)
+                kind = fields[0]
+                raw = fields[8] if count > 8 else ""
+                if (
+                    (count == 9 or count == 10)
+                    and (kind == "OBJECT" or kind == "SESSION")
+                    and fields[1].isdecimal()
+                    and fields[2].isdecimal()
+                    and '"' not in raw
+                    and "\n" not in raw
+                    and (count == 9 or fields[9].isdecimal())
+                ):
+                    statement: str | None = fields[7]
+                    if statement in STATEMENT_TOKENS:
+                        statement = None
+                    time_us = parse_us(item[0])
+                    out.append(
+                        AccessEvent(
+                            time_us,
+                            EventKind.AUDIT,
+                            item[1],
+                            item[2],
+                            item[3],
+                            item[4],
+                            item[5],
+                            kind,
+                            int(fields[1]),
+                            int(fields[2]),
+                            fields[3],
+                            fields[4],
+                            fields[5],
+                            fields[6],
+                            statement,
+                            None if raw in PARAMETER_TOKENS else tuple(raw.split(",")),
+                            int(fields[9]) if count == 10 else None,
+                            item[6],
+                        )
+                    )
+                    continue
                 record = audit_fields(fields)
                 time_us = parse_us(item[0])
             except (MalformedRecord, BadTimestamp) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 
 import msgspec
 
@@ -179,22 +180,28 @@ class CsvLog(LogFormat):
         not look like csvlog: the caller then takes the careful path (`split` + `parse`), which
         resynchronises after damage.
         """
+        stats = self.stats
+        saved = (stats.records, stats.events, stats.malformed, stats.forged, len(stats.samples))
         try:
-            rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-        except csv.Error:
+            rows = csv.reader(io.StringIO(text, newline=""), strict=True)
+            events = self._events(rows, strict=True)
+        except (csv.Error, _NotCsvlog):
+            stats.records, stats.events, stats.malformed, stats.forged = saved[:4]
+            del stats.samples[saved[4] :]
             return None
-        for row in rows:
-            if len(row) < _CSV_MIN_COLUMNS or not row[3].isdigit():
-                return None
-        self.stats.records += len(rows)
-        return self._events(rows)
+        return events
 
-    def _events(self, rows: list[list[str]]) -> list[AccessEvent]:
+    def _events(self, rows: Iterable[list[str]], *, strict: bool = False) -> list[AccessEvent]:
+        """The events of csvlog rows; with `strict`, a row that is not csvlog raises _NotCsvlog."""
         out: list[AccessEvent] = []
         items: list[AuditItem] = []
         builder, stats, clients = self.builder, self.stats, self._clients
+        records = 0
         for row in rows:
+            records += 1
             if len(row) < _CSV_MIN_COLUMNS or not row[3].isdigit():
+                if strict:
+                    raise _NotCsvlog
                 stats.bad(f"csvlog: {len(row)} columns, expected 26")
                 continue
             message = row[13]
@@ -229,7 +236,13 @@ class CsvLog(LogFormat):
                     out.append(event)
         if items:
             out.extend(builder.audits(items))
+        if strict:
+            stats.records += records
         return out
+
+
+class _NotCsvlog(Exception):
+    """A row of the fast path that is not a csvlog record: take the careful path."""
 
 
 def csv_boundary(buf: bytes) -> int:

@@ -18,8 +18,8 @@ PREVIOUSLY_LOGGED = "<previously logged>"
 NO_PARAMETERS = "<none>"
 LONG_PARAM_SUPPRESSED = "<long param suppressed>"
 
-_STATEMENT_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED})
-_PARAMETER_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED, NO_PARAMETERS})
+STATEMENT_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED})
+PARAMETER_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED, NO_PARAMETERS})
 _AUDIT_TYPES = frozenset({"SESSION", "OBJECT"})
 
 
@@ -70,7 +70,7 @@ def parse_parameters(field: str) -> tuple[str, ...] | None:
     >>> parse_parameters('42,"Org 1,5",\x22say \x22\x22hi\x22\x22\x22')
     ('42', 'Org 1,5', 'say "hi"')
     """
-    if field in _PARAMETER_TOKENS:
+    if field in PARAMETER_TOKENS:
         return None
     return tuple(split_csv(field))
 
@@ -112,11 +112,11 @@ def audit_fields(fields: list[str]) -> AuditFields:
     if not (statement_id.isdecimal() and substatement_id.isdecimal() and rows.isdecimal()):
         raise MalformedRecord("pgaudit record has a non-numeric id or row count")
     statement: str | None = fields[7]
-    if statement in _STATEMENT_TOKENS:
+    if statement in STATEMENT_TOKENS:
         statement = None
     raw = fields[8]
     parameters: tuple[str, ...] | None
-    if raw in _PARAMETER_TOKENS:
+    if raw in PARAMETER_TOKENS:
         parameters = None
     elif '"' in raw or "\n" in raw or "\r" in raw:
         parameters = tuple(split_csv(raw))

@@ -35,6 +35,9 @@ def us_from_utc(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_MILLIS = tuple(f".{ms:03d}+00:00" for ms in range(1000))
+
+
 class IsoFormatter:
     """Formats event times as ISO 8601 with an offset, fast: the part up to the second is cached.
 
@@ -42,23 +45,33 @@ class IsoFormatter:
     '2025-11-29T03:41:04.994+00:00'
     """
 
-    __slots__ = ("_seconds",)
+    __slots__ = ("_seconds", "_last_second", "_last_head")
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
+        self._last_second = -1
+        self._last_head = ""
 
     def format(self, time_us: int) -> str:
         """`YYYY-MM-DDTHH:MM:SS.mmm+00:00` (microseconds when they are not whole milliseconds)."""
         second, micro = divmod(time_us, 1_000_000)
-        head = self._seconds.get(second)
-        if head is None:
-            head = utc_from_us(second * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
-            if len(self._seconds) > 4096:
-                self._seconds.clear()
-            self._seconds[second] = head
+        if second == self._last_second:
+            head = self._last_head
+        else:
+            head = self._seconds.get(second) or self._head(second)
+            self._last_second, self._last_head = second, head
         if micro % 1000:
             return f"{head}.{micro:06d}+00:00"
-        return f"{head}.{micro // 1000:03d}+00:00"
+        return head + _MILLIS[micro // 1000]
+
+    def _head(self, second: int) -> str:
+        days, rest = divmod(second, 86_400)
+        day = (_EPOCH + timedelta(days=days)).date().isoformat()
+        head = f"{day}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+        if len(self._seconds) > 4096:
+            self._seconds.clear()
+        self._seconds[second] = head
+        return head
 
 
 _ISO = IsoFormatter()

@@ -35,35 +35,32 @@ class EventWriter:
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._encode = msgspec.json.Encoder().encode
+        self._encode_lines = msgspec.json.Encoder().encode_lines
         self._iso = IsoFormatter()
 
     def write(self, events: list[AccessEvent]) -> None:
-        encode, iso, line = self._encode, self._iso.format, _EventLine
+        iso, line = self._iso.format, _EventLine
         lines = [
-            encode(
-                line(
-                    iso(e.time_us),
-                    e.user,
-                    e.database,
-                    e.client_addr,
-                    e.application_name,
-                    e.session_id,
-                    e.audit_type,
-                    e.statement_id,
-                    e.substatement_id,
-                    e.class_,
-                    e.command,
-                    e.object_type,
-                    e.object_name,
-                    e.statement,
-                    e.parameters,
-                    e.rows,
-                )
+            line(
+                iso(e.time_us),
+                e.user,
+                e.database,
+                e.client_addr,
+                e.application_name,
+                e.session_id,
+                e.audit_type,
+                e.statement_id,
+                e.substatement_id,
+                e.class_,
+                e.command,
+                e.object_type,
+                e.object_name,
+                e.statement,
+                e.parameters,
+                e.rows,
             )
             for e in events
             if e.kind is EventKind.AUDIT
         ]
         if lines:
-            lines.append(b"")
-            self._out.write(b"\n".join(lines))
+            self._out.write(self._encode_lines(lines))
