@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import glob
 import hashlib
 import os
@@ -35,6 +36,8 @@ from collectors.logformats import LogFormat, make_format, sniff
 from collectors.prefix import DEFAULT_PREFIX
 from core.events import AccessEvent
 from core.sources import EventBatch, SourceHealth
+
+_log = logging.getLogger(__name__)
 
 HEAD_BYTES = 4096
 _RECENT = 4096
@@ -54,10 +57,20 @@ class _File:
     mtime_ns: int = 0
     seq: int = 0
     """Order of discovery: breaks mtime ties (file times are only as fine as the kernel tick)."""
+    tail_len: int = 0
+    tail_sha: str = ""
+    """Fingerprint of the bytes just before `offset`: how a copy of the file is recognised."""
+    shadow: bool = False
+    """Taken for a copytruncate copy of the file being read: not read unless it grows."""
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.dev, self.ino)
+
+    def restart(self) -> None:
+        """Forget what was read: the file is to be read from its start (head taken anew)."""
+        self.offset, self.head_len, self.head_sha = 0, -1, ""
+        self.tail_len, self.tail_sha, self.shadow = 0, "", False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,11 +81,19 @@ class _File:
             "head_len": self.head_len,
             "head_sha": self.head_sha,
             "seq": self.seq,
+            "tail_len": self.tail_len,
+            "tail_sha": self.tail_sha,
+            "shadow": self.shadow,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> _File:
-        return cls(
+        """A file of a checkpoint.
+
+        Raises:
+            KeyError, TypeError, ValueError: not a file entry of a checkpoint.
+        """
+        f = cls(
             int(data["dev"]),
             int(data["ino"]),
             str(data["path"]),
@@ -80,7 +101,13 @@ class _File:
             int(data["head_len"]),
             str(data["head_sha"]),
             seq=int(data.get("seq", 0)),
+            tail_len=int(data.get("tail_len", 0)),
+            tail_sha=str(data.get("tail_sha", "")),
+            shadow=bool(data.get("shadow", False)),
         )
+        if min(f.offset, f.head_len, f.tail_len, f.seq) < 0 or f.tail_len > f.offset:
+            raise ValueError(f"impossible position in checkpoint entry {data!r:.200}")
+        return f
 
 
 def _sha(data: bytes) -> str:
@@ -256,12 +283,21 @@ class LogTail:
             return
         saved.path = path
         if not self._same_head(saved):
-            # Rewritten in place (log_truncate_on_rotation): its content is now the newest, so
-            # files with older unread data come first (_next_file orders them).
-            self.note(f"{path}: rewritten since the last run; reading it from the start")
-            saved.offset, saved.head_len, saved.size, saved.mtime_ns = 0, -1, 0, 0
-            self._fill_head(saved)
-            self._remember(saved)
+            copy = self._find_copy(saved)
+            # Its content is now the newest, so files with older unread data come first
+            # (_next_file orders them): the copy of what it held, if copytruncate made one.
+            fresh = _File(saved.dev, saved.ino, path, 0, -1, "", 0, 0)
+            self._fill_head(fresh)
+            self._remember(fresh)
+            if copy is not None:
+                self.note(
+                    f"{path}: truncated since the last run; reading the rest from {copy.path}"
+                )
+                copy.offset = saved.offset
+                self._remember(copy)
+                self._open(copy)
+            else:
+                self.note(f"{path}: rewritten since the last run; reading it from the start")
             return
         self._open(saved)
 
@@ -333,23 +369,34 @@ class LogTail:
         data = os.pread(self._fd, cur.head_len, 0)
         return len(data) == cur.head_len and _sha(data) == cur.head_sha
 
-    def _is_copy_of_current(self, path: str, size: int) -> bool:
-        """Whether a file is a copy of the one being read (copytruncate makes one).
-
-        It must start with the same bytes and hold, just before our position, the bytes we read
-        last: a new log that merely starts with the same line is not a copy.
-        """
-        cur, recent = self._cur, self._recent
-        if cur is None or cur.offset == 0 or size < cur.offset or cur.head_len <= 0:
+    def _looks_like_copy(self, f: _File) -> bool:
+        """Whether a new file may be a copytruncate copy of the one being read, made before the
+        truncation: no longer than the original, and holding what we have read of it."""
+        cur = self._cur
+        if cur is None or self._fd is None:
             return False
         try:
-            length, sha = _head_of(path, cur.head_len)
-            with open(path, "rb") as f:
-                f.seek(cur.offset - len(recent))
-                around = f.read(len(recent))
+            size_now = os.fstat(self._fd).st_size
         except OSError:
             return False
-        return length == cur.head_len and sha == cur.head_sha and around == recent
+        return f.size <= size_now and self._is_copy_of(cur, f.path, f.size)
+
+    def _is_copy_of(self, f: _File, path: str, size: int) -> bool:
+        """Whether the file at `path` holds what `f` held up to our position in it.
+
+        It must start with the same bytes and hold, just before that position, the bytes we read
+        last: a new log that merely starts with the same line is not a copy.
+        """
+        if f.offset == 0 or size < f.offset or f.head_len <= 0 or f.tail_len <= 0:
+            return False
+        try:
+            length, sha = _head_of(path, f.head_len)
+            with open(path, "rb") as g:
+                g.seek(f.offset - f.tail_len)
+                around = g.read(f.tail_len)
+        except OSError:
+            return False
+        return length == f.head_len and sha == f.head_sha and _sha(around) == f.tail_sha
 
     def _open(self, f: _File) -> None:
         self._close()
@@ -370,11 +417,13 @@ class LogTail:
             self._head = os.pread(self._fd, min(f.head_len, HEAD_BYTES), 0)
             if _sha(self._head) != f.head_sha or len(self._head) != f.head_len:
                 self.note(f"{f.path}: rewritten since it was last read; reading it from the start")
-                f.offset, self._head = 0, b""
+                f.restart()
+                self._head = b""
         f.head_len, f.head_sha = len(self._head), _sha(self._head)
         # the bytes just before our position: how a copy of this file is told from a look-alike
         back = min(_RECENT, f.offset)
         self._recent = os.pread(self._fd, back, f.offset - back) if back else b""
+        f.tail_len, f.tail_sha = len(self._recent), _sha(self._recent)
         self._parser = None
         self._last_growth = time.monotonic()
 
@@ -419,6 +468,11 @@ class LogTail:
             self._error = f"{cur.path}: read error: {exc.strerror}"
             return None, False
         if data:
+            if cur.head_len > 0 and not self._current_head_ok():
+                # rewritten in place since our last read (a reused name, copytruncate): what
+                # was just read belongs to the new content, not at our old position
+                cur.size = max(cur.size, pos)
+                return self._truncated(cur, cur.size), True
             self._last_growth = now
             return self._consume(data), True
         # At the end of the current file.
@@ -456,10 +510,12 @@ class LogTail:
         buf = self._pending + data if self._pending else data
         parser = self._parser_for(buf)
         if parser is None:
-            if len(buf) < 65536 and not final:
+            if len(buf) < 65536 and not final and not (idle and b"\n" in buf):
                 self._pending = buf
                 return None
             self._error = f"{self._cur.path}: not a PostgreSQL log in a known format"
+            self.note(f"{self._error}; skipped {len(buf)} bytes")
+            self.builder.stats.bad(self._error)
             consumed = len(buf)
             events: list[AccessEvent] = []
         else:
@@ -482,6 +538,7 @@ class LogTail:
                 self._head += buf[start : min(consumed, HEAD_BYTES - cur.offset)]
                 cur.head_len, cur.head_sha = len(self._head), _sha(self._head)
         cur.offset += consumed
+        cur.tail_len, cur.tail_sha = len(self._recent), _sha(self._recent)
         if events:
             self._last_event_time = events[-1].time
         return EventBatch(events, self.checkpoint())
@@ -498,23 +555,37 @@ class LogTail:
             if known is not None:
                 changed = (f.size, f.mtime_ns) != (known.size, known.mtime_ns)
                 known.path, known.size, known.mtime_ns = f.path, f.size, f.mtime_ns
-                if changed and (f.size < known.offset or not self._same_head(known)):
+                if known.shadow and f.size > known.offset:
+                    # taken for a copy, but copies do not grow: a log of its own after all
+                    known.restart()
+                    self._fill_head(known)
+                    self._remember(known)
+                elif changed and (f.size < known.offset or not self._same_head(known)):
                     # the name was reused and truncated in place (log_truncate_on_rotation)
-                    known.offset, known.head_len = 0, -1
+                    known.restart()
                     self._fill_head(known)
                     self._remember(known)
                 f = known
             else:
                 if not self._fill_head(f):
                     continue
-                if self._is_copy_of_current(f.path, f.size):
-                    f.offset = f.size  # a copytruncate copy: its bytes come from the original
+                if self._looks_like_copy(f):
+                    f.offset, f.shadow = f.size, True  # its bytes come from the original
                 self._remember(f)
             if f.size > f.offset:
                 candidates.append(f)
         for key in [k for k, v in self._known.items() if k not in present and v is not self._cur]:
             del self._known[key]
-        return min(candidates, key=self._age) if candidates else None
+        if not candidates:
+            return None
+        chosen = min(candidates, key=self._age)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "next file %s of %s",
+                chosen.path,
+                [(c.path, c.offset, c.size, self._age(c)) for c in candidates],
+            )
+        return chosen
 
     def _age(self, f: _File) -> tuple[int, int, str, int]:
         """Sort key, oldest first. File times are only as fine as the kernel tick, so ties are
@@ -531,6 +602,7 @@ class LogTail:
         """
         self._rotations += 1
         copy = self._find_copy(cur)
+        _log.debug("%s truncated at %d (seen %d); copy %s", cur.path, cur.offset, seen, copy)
         fresh = _File(cur.dev, cur.ino, cur.path, 0, -1, "", 0, 0)
         self._fill_head(fresh)
         self._remember(fresh)
@@ -573,7 +645,7 @@ class LogTail:
             st = _stat(path)
             if st is None or (st.st_dev, st.st_ino) == cur.key or path.endswith(".gz"):
                 continue
-            if not self._is_copy_of_current(path, st.st_size):
+            if not self._is_copy_of(cur, path, st.st_size):
                 continue
             if best is None or st.st_mtime_ns > best.mtime_ns:
                 best = _File(st.st_dev, st.st_ino, path, 0, -1, "", st.st_size, st.st_mtime_ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--start", default="beginning")
     parser.add_argument("--chunk", type=int, default=1 << 16)
     args = parser.parse_args()
+    if os.environ.get("TAIL_DRIVER_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
     loop = asyncio.new_event_loop()
     task = loop.create_task(consume(args))
     loop.add_signal_handler(signal.SIGTERM, task.cancel)

@@ -43,6 +43,7 @@ class Driver:
             str(tmp / "out.txt"),
         ]
         self.out = tmp / "out.txt"
+        self.checkpoint = tmp / "state" / "checkpoint.json"
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = tmp / "driver.err"
 
@@ -64,9 +65,14 @@ class Driver:
         self.proc = None
 
     def ids(self) -> list[int]:
-        if not self.out.exists():
+        """The ids the consumer has committed (output beyond its checkpoint may be undone)."""
+        if not self.out.exists() or not self.checkpoint.exists():
             return []
-        return [int(x) for x in self.out.read_text().split()]
+        try:
+            committed = json.loads(self.checkpoint.read_text())["consumer"]["out_len"]
+        except (ValueError, KeyError):
+            return []
+        return [int(x) for x in self.out.read_bytes()[:committed].split()]
 
     def wait_for(self, wanted: list[int], timeout: float = 60.0) -> None:
         """Wait until every id in `wanted` has been consumed."""
