@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import logging
 import glob
 import hashlib
+import logging
 import os
 import re
 import stat
