@@ -95,6 +95,7 @@ class EventBuilder:
                 count = len(fields)
                 kind = fields[0]
                 raw = fields[8] if count > 8 else ""
+                record: tuple[object, ...]
                 if (
                     (count == 9 or count == 10)
                     and (kind == "OBJECT" or kind == "SESSION")
@@ -102,36 +103,24 @@ class EventBuilder:
                     and fields[2].isdecimal()
                     and '"' not in raw
                     and "\n" not in raw
+                    and "\r" not in raw
                     and (count == 9 or fields[9].isdecimal())
                 ):
-                    statement: str | None = fields[7]
-                    if statement in STATEMENT_TOKENS:
-                        statement = None
-                    time_us = parse_us(item[0])
-                    out.append(
-                        AccessEvent(
-                            time_us,
-                            EventKind.AUDIT,
-                            item[1],
-                            item[2],
-                            item[3],
-                            item[4],
-                            item[5],
-                            kind,
-                            int(fields[1]),
-                            int(fields[2]),
-                            fields[3],
-                            fields[4],
-                            fields[5],
-                            fields[6],
-                            statement,
-                            None if raw in PARAMETER_TOKENS else tuple(raw.split(",")),
-                            int(fields[9]) if count == 10 else None,
-                            item[6],
-                        )
+                    statement = fields[7]
+                    record = (
+                        kind,
+                        int(fields[1]),
+                        int(fields[2]),
+                        fields[3],
+                        fields[4],
+                        fields[5],
+                        fields[6],
+                        None if statement in STATEMENT_TOKENS else statement,
+                        None if raw in PARAMETER_TOKENS else tuple(raw.split(",")),
+                        int(fields[9]) if count == 10 else None,
                     )
-                    continue
-                record = audit_fields(fields)
+                else:
+                    record = audit_fields(fields)
                 time_us = parse_us(item[0])
             except (MalformedRecord, BadTimestamp) as exc:
                 stats.bad(str(exc))

@@ -119,23 +119,49 @@ class AccessEvent(msgspec.Struct, frozen=True, gc=False):
         """When PostgreSQL logged the record (aware, UTC)."""
         return utc_from_us(self.time_us)
 
-    def contract_dict(self) -> dict[str, Any]:
+    def contract_line(self, iso: IsoFormatter = _ISO) -> EventLine:
         """The event as `tablewatch replay --events` prints it (DESIGN.md, CLI contract)."""
-        return {
-            "time": _ISO.format(self.time_us),
-            "user": self.user,
-            "database": self.database,
-            "client_addr": self.client_addr,
-            "application_name": self.application_name,
-            "session_id": self.session_id,
-            "audit_type": self.audit_type,
-            "statement_id": self.statement_id,
-            "substatement_id": self.substatement_id,
-            "class": self.class_,
-            "command": self.command,
-            "object_type": self.object_type,
-            "object_name": self.object_name,
-            "statement": self.statement,
-            "parameters": list(self.parameters) if self.parameters is not None else None,
-            "rows": self.rows,
-        }
+        return EventLine(
+            iso.format(self.time_us),
+            self.user,
+            self.database,
+            self.client_addr,
+            self.application_name,
+            self.session_id,
+            self.audit_type,
+            self.statement_id,
+            self.substatement_id,
+            self.class_,
+            self.command,
+            self.object_type,
+            self.object_name,
+            self.statement,
+            self.parameters,
+            self.rows,
+        )
+
+    def contract_dict(self) -> dict[str, Any]:
+        """`contract_line` as the plain dict a JSON reader gets."""
+        line: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self.contract_line()))
+        return line
+
+
+class EventLine(msgspec.Struct, rename={"class_": "class"}):
+    """One line of `replay --events`: the fields of DESIGN.md, in its order."""
+
+    time: str
+    user: str
+    database: str
+    client_addr: str
+    application_name: str
+    session_id: str
+    audit_type: str | None
+    statement_id: int | None
+    substatement_id: int | None
+    class_: str
+    command: str
+    object_type: str
+    object_name: str
+    statement: str | None
+    parameters: tuple[str, ...] | None
+    rows: int | None

@@ -130,6 +130,60 @@ def _settings(path: Path | None) -> Settings:
     return load_settings(path)
 
 
+class _Refused(Exception):
+    """A command that cannot start; the message is its one line for stderr."""
+
+
+def _tables(args: argparse.Namespace, settings: Settings) -> list[TableName]:
+    tables: list[TableName] = args.table or settings.watched_tables()
+    if not tables:
+        raise _Refused("no watched table: give --table SCHEMA.TABLE or set [[tables]] in settings")
+    return tables
+
+
+def _prefix(prefix: str) -> str:
+    try:
+        prefix_pattern(prefix)
+    except BadPrefix as exc:
+        raise _Refused(f"bad log_line_prefix: {exc}") from None
+    return prefix
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    tables = _tables(args, settings)
+    if not args.events and not args.summary:
+        raise _Refused(
+            "findings need the detection engine, which is not built yet; use --events (or "
+            "--summary)"
+        )
+    opts = ReplayOptions(
+        files=args.files,
+        tables=tables,
+        fmt=args.format,
+        log_line_prefix=_prefix(args.log_line_prefix or settings.audit_log.log_line_prefix),
+        events=args.events,
+        summary=args.summary,
+    )
+    return run_replay(opts, sys.stdout.buffer, sys.stderr)
+
+
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    tables = _tables(args, settings)
+    _prefix(settings.audit_log.log_line_prefix)
+    return run_follow(settings, tables, sys.stdout.buffer, sys.stderr, from_start=args.from_start)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    opts = ReplayOptions(
+        files=[SAMPLE_LOG], tables=[TableName("crm", "client_list", 2000)], summary=True
+    )
+    print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
+    return run_replay(opts, sys.stdout.buffer, sys.stderr)
+
+
+_COMMANDS = {"replay": _replay, "tail": _tail, "demo": _demo}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tablewatch` console script."""
     args = build_parser().parse_args(argv)
@@ -138,68 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tablewatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command == "replay":
-        tables = args.table or settings.watched_tables()
-        if not tables:
-            print(
-                "tablewatch replay: no watched table: give --table SCHEMA.TABLE or set [[tables]] "
-                "in the settings",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        if not args.events and not args.summary:
-            print(
-                "tablewatch replay: findings need the detection engine, which is not built yet; "
-                "use --events (or --summary)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        prefix = args.log_line_prefix or settings.audit_log.log_line_prefix
-        try:
-            prefix_pattern(prefix)
-        except BadPrefix as exc:
-            print(f"tablewatch replay: bad log_line_prefix: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            opts = ReplayOptions(
-                files=args.files,
-                tables=tables,
-                fmt=args.format,
-                log_line_prefix=prefix,
-                events=args.events,
-                summary=args.summary,
-            )
-            return run_replay(opts, sys.stdout.buffer, sys.stderr)
-        except BrokenPipeError:
-            return 0
-    if args.command == "tail":
-        tables = args.table or settings.watched_tables()
-        if not tables:
-            print(
-                "tablewatch tail: no watched table: give --table SCHEMA.TABLE or set [[tables]] "
-                "in the settings",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        try:
-            prefix_pattern(settings.audit_log.log_line_prefix)
-        except BadPrefix as exc:
-            print(f"tablewatch tail: bad [audit_log] log_line_prefix: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            return run_follow(
-                settings, tables, sys.stdout.buffer, sys.stderr, from_start=args.from_start
-            )
-        except BrokenPipeError:
-            return 0
-    if args.command == "demo":
-        opts = ReplayOptions(
-            files=[SAMPLE_LOG], tables=[TableName("crm", "client_list", 2000)], summary=True
-        )
-        print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
-        return run_replay(opts, sys.stdout.buffer, sys.stderr)
-    print(f"tablewatch {args.command}: not built yet (see the open issues)", file=sys.stderr)
-    return EXIT_USAGE
+    command = _COMMANDS.get(args.command)
+    if command is None:
+        print(f"tablewatch {args.command}: not built yet (see the open issues)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return command(args, settings)
+    except _Refused as exc:
+        print(f"tablewatch {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
 
 
 if __name__ == "__main__":

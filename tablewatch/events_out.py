@@ -9,27 +9,6 @@ import msgspec
 from core.events import AccessEvent, EventKind, IsoFormatter
 
 
-class _EventLine(msgspec.Struct, rename={"class_": "class"}):
-    """One line of `replay --events`: the fields of DESIGN.md, in its order."""
-
-    time: str
-    user: str
-    database: str
-    client_addr: str
-    application_name: str
-    session_id: str
-    audit_type: str | None
-    statement_id: int | None
-    substatement_id: int | None
-    class_: str
-    command: str
-    object_type: str
-    object_name: str
-    statement: str | None
-    parameters: tuple[str, ...] | None
-    rows: int | None
-
-
 class EventWriter:
     """Writes audit events as JSON lines (permission-denied events are not audit records)."""
 
@@ -39,28 +18,7 @@ class EventWriter:
         self._iso = IsoFormatter()
 
     def write(self, events: list[AccessEvent]) -> None:
-        iso, line = self._iso.format, _EventLine
-        lines = [
-            line(
-                iso(e.time_us),
-                e.user,
-                e.database,
-                e.client_addr,
-                e.application_name,
-                e.session_id,
-                e.audit_type,
-                e.statement_id,
-                e.substatement_id,
-                e.class_,
-                e.command,
-                e.object_type,
-                e.object_name,
-                e.statement,
-                e.parameters,
-                e.rows,
-            )
-            for e in events
-            if e.kind is EventKind.AUDIT
-        ]
+        iso = self._iso
+        lines = [e.contract_line(iso) for e in events if e.kind is EventKind.AUDIT]
         if lines:
             self._out.write(self._encode_lines(lines))
