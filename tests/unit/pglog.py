@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,7 +24,11 @@ from collectors.pgaudit import parse_audit_message
 from core.events import AccessEvent, EventKind, us_from_utc
 from core.tables import TableName, WatchedTables
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS_PLACES = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "corpus",  # beside the clone (CI)
+    Path(os.environ.get("PGAUDIT_CORPUS", "/work/shared/corpus")),
+)
+CORPUS = next((p for p in CORPUS_PLACES if p.is_dir()), CORPUS_PLACES[0])
 STDERR_PREFIX = "%m [%p] %q%u@%d %r %a "
 
 
