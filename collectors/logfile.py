@@ -47,6 +47,15 @@ def open_log(path: Path) -> BinaryIO:
     return raw
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with the gzip magic (False when it cannot be read)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
 def read_block(stream: BinaryIO, size: int, path: Path) -> bytes:
     """Up to `size` bytes.
 
