@@ -24,7 +24,7 @@ from collectors.logformats import CsvLog, csv_boundary
 from core.tables import TableName, WatchedTables
 from tablewatch.events_out import EventWriter
 
-BLOCK = 4 << 20
+BLOCK = 1 << 20
 MIN_SIZE = 32 << 20
 """Files smaller than this are not worth starting processes for."""
 
