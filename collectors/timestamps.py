@@ -115,18 +115,35 @@ class TimestampParser:
         Raises:
             BadTimestamp: the text is not one.
         """
-        if len(text) > 24 and text[19] == "." and text[23] == " " and text[20:23].isdigit():
-            key = text[:19] + text[23:]  # the common `%m` shape: milliseconds
-            micro = int(text[20:23]) * 1000
-        else:
-            key, micro = self._split(text)
+        if (
+            len(text) > 24
+            and text[19] == "."
+            and text[23] == " "
+            and text[16] == ":"
+            and text[17:19].isdigit()
+            and text[20:23].isdigit()
+        ):
+            # the common `%m` shape: the minute and zone are cached, seconds and ms added
+            key = text[:16] + text[23:]
+            base = self._cache.get(key)
+            if base is None:
+                base = self._remember(key, text[:16] + ":00", text[24:], text)
+            second = int(text[17:19])
+            if second > 60:
+                raise BadTimestamp(f"bad timestamp {text[:40]!r}")
+            return base + second * 1_000_000 + int(text[20:23]) * 1000
+        key, micro = self._split(text)
         base = self._cache.get(key)
         if base is None:
-            base = self._parse_second(key[:19], key[20:], text)
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[key] = base
+            base = self._remember(key, key[:19], key[20:], text)
         return base + micro
+
+    def _remember(self, key: str, second: str, zone: str, text: str) -> int:
+        base = self._parse_second(second, zone, text)
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[key] = base
+        return base
 
     def parse(self, text: str) -> datetime:
         """Parse one log timestamp into an aware UTC datetime.

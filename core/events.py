@@ -36,6 +36,7 @@ def us_from_utc(when: datetime) -> int:
 
 
 _MILLIS = tuple(f".{ms:03d}+00:00" for ms in range(1000))
+_SECONDS = tuple(f":{s:02d}" for s in range(60))
 
 
 class IsoFormatter:
@@ -45,10 +46,11 @@ class IsoFormatter:
     '2025-11-29T03:41:04.994+00:00'
     """
 
-    __slots__ = ("_seconds", "_last_second", "_last_head")
+    __slots__ = ("_seconds", "_minutes", "_last_second", "_last_head")
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
+        self._minutes: dict[int, str] = {}
         self._last_second = -1
         self._last_head = ""
 
@@ -65,9 +67,16 @@ class IsoFormatter:
         return head + _MILLIS[micro // 1000]
 
     def _head(self, second: int) -> str:
-        days, rest = divmod(second, 86_400)
-        day = (_EPOCH + timedelta(days=days)).date().isoformat()
-        head = f"{day}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+        minute, sec = divmod(second, 60)
+        start = self._minutes.get(minute)
+        if start is None:
+            days, rest = divmod(minute * 60, 86_400)
+            day = (_EPOCH + timedelta(days=days)).date().isoformat()
+            start = f"{day}T{rest // 3600:02d}:{rest // 60 % 60:02d}"
+            if len(self._minutes) > 4096:
+                self._minutes.clear()
+            self._minutes[minute] = start
+        head = start + _SECONDS[sec]
         if len(self._seconds) > 4096:
             self._seconds.clear()
         self._seconds[second] = head
