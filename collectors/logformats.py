@@ -317,6 +317,7 @@ class JsonLog(LogFormat):
         out: list[AccessEvent] = []
         decode = self._decoder.decode
         builder = self.builder
+        items: list[AuditItem] = []  # batched, as for csvlog (one nested-CSV reader per batch)
         for raw in records:
             try:
                 rec = decode(raw)
@@ -327,17 +328,22 @@ class JsonLog(LogFormat):
                 if rec.context:
                     self.stats.forged += 1
                     continue
-                event = builder.audit(
-                    rec.timestamp,
-                    rec.user,
-                    rec.dbname,
-                    rec.remote_host,
-                    rec.application_name,
-                    rec.session_id,
-                    rec.pid,
-                    rec.message,
+                items.append(
+                    (
+                        rec.timestamp,
+                        rec.user,
+                        rec.dbname,
+                        rec.remote_host,
+                        rec.application_name,
+                        rec.session_id,
+                        rec.pid,
+                        rec.message,
+                    )
                 )
             elif rec.state_code == "42501":
+                if items:
+                    out.extend(builder.audits(items))
+                    items = []
                 event = builder.denied(
                     rec.timestamp,
                     rec.user,
@@ -349,10 +355,10 @@ class JsonLog(LogFormat):
                     rec.message,
                     rec.statement or None,
                 )
-            else:
-                continue
-            if event is not None:
-                out.append(event)
+                if event is not None:
+                    out.append(event)
+        if items:
+            out.extend(builder.audits(items))
         return out
 
 

@@ -163,7 +163,7 @@ class StderrLog(LogFormat):
             if not message.startswith(AUDIT_PREFIX) and _SQLSTATE.match(message):
                 message = message[7:]
             try:
-                event = self._event(fields, severity, message, parts)
+                event = self._event(fields, severity, message, parts, trial=len(splits) > 1)
             except (BadTimestamp, MalformedRecord) as exc:
                 errors.append(str(exc))
                 continue
@@ -179,6 +179,8 @@ class StderrLog(LogFormat):
         severity: str,
         message: str,
         parts: dict[str, list[str]],
+        *,
+        trial: bool,
     ) -> AccessEvent | None:
         """The event of one way of reading the line (None: a record, but no event of ours).
 
@@ -197,7 +199,8 @@ class StderrLog(LogFormat):
         session = fields.get("c") or ""
         pid = int(fields.get("p") or 0)
         if message.startswith(AUDIT_PREFIX):
-            parse_audit_message(message)  # raises when this split is not a pgaudit record
+            if trial:  # one of several readings: raise if this one is not a pgaudit record
+                parse_audit_message(message)
             if "CONTEXT" in parts:
                 self.stats.forged += 1
                 return None

@@ -6,7 +6,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from core.events import AccessEvent, EventKind, EventLine, IsoFormatter
+from core.events import AccessEvent, EventKind, IsoFormatter
 
 
 class EventWriter:
@@ -18,29 +18,7 @@ class EventWriter:
         self._iso = IsoFormatter()
 
     def write(self, events: list[AccessEvent]) -> None:
-        # AccessEvent.contract_line, inlined: a replay writes a million of these
-        iso, line, audit = self._iso.format, EventLine, EventKind.AUDIT
-        lines = [
-            line(
-                iso(e.time_us),
-                e.user,
-                e.database,
-                e.client_addr,
-                e.application_name,
-                e.session_id,
-                e.audit_type,
-                e.statement_id,
-                e.substatement_id,
-                e.class_,
-                e.command,
-                e.object_type,
-                e.object_name,
-                e.statement,
-                e.parameters,
-                e.rows,
-            )
-            for e in events
-            if e.kind is audit
-        ]
+        iso, audit = self._iso, EventKind.AUDIT
+        lines = [e.contract_line(iso) for e in events if e.kind is audit]
         if lines:
             self._out.write(self._encode_lines(lines))
