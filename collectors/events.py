@@ -62,14 +62,40 @@ AuditItem = tuple[str, str, str, str, str, str, int, str]
 without port, application_name, session id, pid, message)."""
 
 
+_CONTROL_CLASSES = frozenset({"ROLE", "DDL", "MISC", "MISC_SET"})
+_ROLE_COMMANDS = frozenset({"REVOKE", "DROP ROLE", "ALTER ROLE", "DROP OWNED", "REASSIGN OWNED"})
+
+
+def is_control(fields: list[str]) -> bool:
+    """A record (split, 9 or 10 fields) that may change the audit set-up: a REVOKE, a change to
+    roles, or anything naming pgaudit (settings, the extension)."""
+    audit_class = fields[3]
+    if audit_class not in _CONTROL_CLASSES:
+        return False
+    if audit_class == "ROLE" and fields[4] in _ROLE_COMMANDS:
+        return True
+    return "pgaudit" in fields[7].lower()
+
+
 class EventBuilder:
-    """Turns record fields into events, keeping only those about a watched table (if given)."""
+    """Turns record fields into events, keeping only those about a watched table (if given).
 
-    __slots__ = ("watched", "stats", "_time")
+    With `control`, records that may change the audit set-up (see `is_control`) are kept too, as
+    `EventKind.CONTROL` events, for the engine's tamper detection; `replay --events` leaves it off.
+    """
 
-    def __init__(self, watched: WatchedTables | None, stats: ParseStats | None = None) -> None:
+    __slots__ = ("watched", "stats", "control", "_time")
+
+    def __init__(
+        self,
+        watched: WatchedTables | None,
+        stats: ParseStats | None = None,
+        *,
+        control: bool = False,
+    ) -> None:
         self.watched = watched if watched else None
         self.stats = stats if stats is not None else ParseStats()
+        self.control = control
         self._time = TimestampParser()
 
     def audits(self, items: list[AuditItem]) -> list[AccessEvent]:
@@ -79,6 +105,7 @@ class EventBuilder:
         """
         stats = self.stats
         match = self.watched.match if self.watched is not None else None
+        control = self.control
         parse_us = self._time.parse_us
         out: list[AccessEvent] = []
         # the whole message is split: its first field is then "AUDIT: TYPE" (never quoted), which
@@ -88,9 +115,12 @@ class EventBuilder:
             if isinstance(fields, MalformedRecord):
                 stats.bad(str(fields))
                 continue
+            event_kind = EventKind.AUDIT
             if match is not None and (len(fields) < 7 or match(fields[6]) is None):
                 if len(fields) in (9, 10):
-                    continue  # well-formed, about another relation
+                    if not (control and is_control(fields)):
+                        continue  # well-formed, about another relation
+                    event_kind = EventKind.CONTROL
             try:
                 # audit_fields() inlined for the common shape (9 or 10 fields, decimal ids,
                 # parameters without quotes): this loop runs once per audit record
@@ -130,7 +160,7 @@ class EventBuilder:
             out.append(
                 AccessEvent(
                     time_us,
-                    EventKind.AUDIT,
+                    event_kind,
                     item[1],
                     item[2],
                     item[3],

@@ -18,6 +18,9 @@ class EventKind(StrEnum):
     """A pgaudit record (SESSION or OBJECT) naming a relation."""
     DENIED = "denied"
     """A statement refused with `permission denied` (SQLSTATE 42501): someone probing."""
+    CONTROL = "control"
+    """A pgaudit record that may change the audit set-up (GRANT/REVOKE, roles, `pgaudit.*`
+    settings, the extension). It names no watched table; the engine looks for tampering."""
 
 
 def utc_from_us(time_us: int) -> datetime:

@@ -99,6 +99,8 @@ class DetectionSettings(_Section):
     """First-seen and habit signals are learned, not raised, while the install is this fresh."""
     quiet_period: Duration = timedelta(hours=1)
     """A principal's severity falls back after this long without the behaviour that raised it."""
+    audit_role: str = Field(default="auditor", min_length=1)
+    """The role named in `pgaudit.role`: a REVOKE from it on a watched table is tampering."""
 
 
 class DatabaseSettings(_Section):

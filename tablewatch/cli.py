@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from collectors.prefix import BadPrefix, prefix_pattern
+from core.engine import EngineConfig
 from core.settings import Settings, SettingsError, load_settings
 from core.tables import TableName
 from tablewatch.follow import run_follow
@@ -53,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay",
-        help="offline: audit logs -> JSON lines on stdout",
-        description="Read PostgreSQL server logs (csvlog, jsonlog or stderr; .gz too) and print "
-        "the pgaudit records about the watched tables as JSON lines.",
+        help="offline: audit logs -> findings (or access events) as JSON lines on stdout",
+        description="Read PostgreSQL server logs (csvlog, jsonlog or stderr; .gz too), oldest "
+        "first, and print the findings about the readers of the watched tables as JSON lines, "
+        "event time as the clock (--events: the pgaudit records themselves).",
     )
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     replay.add_argument(
@@ -79,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCHEMA.TABLE[=ROWS]",
         help="a watched table (repeatable; default: [[tables]] of the settings); an unqualified "
         "name matches that table in any schema",
+    )
+    replay.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="findings: load the learned habits (baselines.json) from DIR first and save them "
+        "back after (default: start learning afresh, save nothing)",
     )
     out = replay.add_mutually_exclusive_group()
     out.add_argument("--events", action="store_true", help="print access events, not findings")
@@ -151,11 +160,6 @@ def _prefix(prefix: str) -> str:
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     tables = _tables(args, settings)
-    if not args.events and not args.summary:
-        raise _Refused(
-            "findings need the detection engine, which is not built yet; use --events (or "
-            "--summary)"
-        )
     opts = ReplayOptions(
         files=args.files,
         tables=tables,
@@ -163,6 +167,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         log_line_prefix=_prefix(args.log_line_prefix or settings.audit_log.log_line_prefix),
         events=args.events,
         summary=args.summary,
+        engine=EngineConfig.from_settings(settings, tables),
+        state_dir=args.state_dir,
     )
     return run_replay(opts, sys.stdout.buffer, sys.stderr)
 
