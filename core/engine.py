@@ -25,7 +25,7 @@ from core.baselines import (
     Habit,
 )
 from core.events import AccessEvent, EventKind
-from core.findings import Finding, PrincipalKey, ReaderView, Reason, Severity, Snapshot
+from core.findings import Code, Finding, PrincipalKey, ReaderView, Reason, Severity, Snapshot
 from core.readers import Reader, Role, Session
 from core.rows import estimate_rows, integer_key
 from core.settings import ExpectedPrincipal, Settings
@@ -255,6 +255,13 @@ class Engine:
             self._raise(r, reason, t)
         assert r.day is not None
         hour_rows, day_rows = r.window.totals[MULTI], r.day.totals[MULTI]
+        if r.spent_hour or r.spent_day:
+            # rows that already raised a finding which has since lapsed: only reads beyond them
+            # can raise the window signals again (else the 24 h window re-pages all day)
+            r.spent_hour = min(r.spent_hour, hour_rows)
+            r.spent_day = min(r.spent_day, day_rows)
+            hour_rows -= r.spent_hour
+            day_rows -= r.spent_day
         if size:
             if r.expected_note is not None:
                 self._raise(r, expected_volume(th, day_rows, size, r.base_day, r.expected_note), t)
@@ -482,6 +489,13 @@ class Engine:
         r.changed = True
 
     def _expire(self, r: Reader, t: int) -> None:
+        held = r.active.get(Code.TABLE_FRACTION)
+        if held is not None and held[1] <= t:
+            r.window.advance(t)
+            r.spent_hour = r.window.totals[MULTI]
+            if r.day is not None:
+                r.day.advance(t)
+                r.spent_day = r.day.totals[MULTI]
         r.active = {code: held for code, held in r.active.items() if held[1] > t}
         r.next_expiry = min((held[1] for held in r.active.values()), default=_NEVER)
         r.reported = max((held[0].severity for held in r.active.values()), default=Severity.NONE)

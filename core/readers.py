@@ -83,6 +83,8 @@ class Reader:
         "alarm_lookups",
         "new_since",
         "unusual_hour",
+        "spent_hour",
+        "spent_day",
     )
 
     def __init__(
@@ -129,6 +131,9 @@ class Reader:
         """Event time it was first seen, while that is recent (after learning)."""
         self.unusual_hour: int | None = None
         """The hour of the day, while the principal is active at an hour it never works."""
+        self.spent_hour = 0
+        """Multi-row reads of the hour window that raised a window finding since lapsed."""
+        self.spent_day = 0
 
     def assess(self) -> tuple[Severity, int, tuple[Reason, ...]]:
         """Severity (the worst reason), score (the strongest, a little more for each other

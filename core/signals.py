@@ -121,7 +121,7 @@ def bulk_read(
             return Reason(
                 Code.EXPECTED, Severity.INFO, 20, f"{detail}; expected principal ({expected})"
             )
-        if habitual_rows is not None and rows <= habitual_rows * 1.25:
+        if habitual_rows and 0 < rows <= habitual_rows * 1.25:
             return Reason(
                 Code.BULK_READ,
                 Severity.INFO,

@@ -25,6 +25,8 @@ class Window:
     15
     >>> w.advance(HOUR_US + MINUTE_US); w.total(ROWS)   # the first bucket has slid out
     5
+    >>> w.advance(3 * HOUR_US); w.add(3 * HOUR_US, 1, 0, 0, 0); w.total(ROWS)
+    1
     """
 
     __slots__ = ("span", "width", "buckets", "totals", "newest")
@@ -39,12 +41,14 @@ class Window:
     def add(self, time_us: int, rows: int, multi: int, lookups: int, denied: int) -> None:
         """Add one statement's numbers at `time_us`."""
         index = time_us // self.width
-        if index > self.newest:
-            self.newest = index
-            self.buckets.append([index, rows, multi, lookups, denied])
-            self._expire(index)
+        buckets = self.buckets
+        if not buckets or buckets[-1][0] < index:
+            buckets.append([index, rows, multi, lookups, denied])
+            if index > self.newest:
+                self.newest = index
+                self._expire(index)
         else:
-            bucket = self.buckets[-1]
+            bucket = buckets[-1]  # this bucket, or a late value: into the newest
             bucket[1] += rows
             bucket[2] += multi
             bucket[3] += lookups

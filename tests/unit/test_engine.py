@@ -339,3 +339,18 @@ def test_the_snapshot_ranks_the_most_anomalous_first() -> None:
     assert snap.findings[-1].principal.user == "alice"
     with pytest.raises(AttributeError):
         top.score = 0  # type: ignore[misc]
+
+
+def test_after_a_finding_lapses_the_rows_that_raised_it_do_not_raise_it_again() -> None:
+    e = engine()
+    run(e, app_day(0))
+    page = "SELECT * FROM crm.client_list WHERE region = 'EU' ORDER BY id LIMIT 50"
+    found = run(
+        e,
+        [ev(at(1, 10), WHOLE, user="alice", app="psql", rows=ROWS, session="a")]
+        + [
+            ev(at(1, 12 + i / 4), page, user="alice", app="psql", rows=50, session="a")
+            for i in range(16)
+        ],
+    )
+    assert [f.severity for f in found] == [Severity.CRITICAL]
