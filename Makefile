@@ -25,6 +25,7 @@ check: test
 bench:
 	@scripts/bootstrap.sh bench
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/detection_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from core.windows import DAY_US, HOUR_US
+from core.windows import DAY_US
 
 KEEP_DAYS = 14
 """Days of history kept per principal."""
@@ -23,22 +23,13 @@ STATEMENTS, MULTI_ROWS, LOOKUPS, MAX_HOUR_MULTI, MAX_HOUR_LOOKUPS, MAX_STATEMENT
 
 
 class Habit:
-    """One principal's habit on one table. Fed once per statement, asked when a signal fires."""
+    """One principal's habit on one table: fed one hour at a time, asked when a signal fires.
 
-    __slots__ = (
-        "first_us",
-        "last_us",
-        "hours",
-        "days",
-        "days_active",
-        "_today",
-        "_today_hours",
-        "_hour",
-        "_hour_statements",
-        "_hour_multi",
-        "_hour_lookups",
-        "_hour_max_rows",
-    )
+    The engine counts the statements of the current hour on its live reader (cheaper than a call
+    per statement) and hands the hour over when the next one starts (`add_hour`).
+    """
+
+    __slots__ = ("first_us", "last_us", "hours", "days", "days_active", "_today", "_today_hours")
 
     def __init__(self, first_us: int) -> None:
         self.first_us = first_us
@@ -52,32 +43,35 @@ class Habit:
         self._today = -1
         self._today_hours = 0
         """Bit h set: active at hour h today (folded into `hours` when the day ends)."""
-        self._hour = -1
-        self._hour_statements = 0
-        self._hour_multi = 0
-        self._hour_lookups = 0
-        self._hour_max_rows = 0
 
-    def add(self, time_us: int, multi_rows: int, lookups: int, rows: int) -> None:
-        """Count one statement: rows it read in multi-row reads, key lookups (0/1), its rows."""
-        hour = time_us // HOUR_US
-        if hour != self._hour:
-            self._roll(hour)
-        self.last_us = time_us
-        self._hour_statements += 1
-        self._hour_multi += multi_rows
-        self._hour_lookups += lookups
-        if rows > self._hour_max_rows:
-            self._hour_max_rows = rows
+    def add_hour(
+        self, hour: int, statements: int, multi_rows: int, lookups: int, max_rows: int
+    ) -> None:
+        """Fold one hour of activity (hours since the epoch) into its day.
 
-    def _roll(self, hour: int) -> None:
-        self.fold()
-        self._hour = hour
-        day = hour // 24
-        if day != self._today:
+        `multi_rows`: rows read by statements other than key lookups; `lookups`: key lookups;
+        `max_rows`: the most rows one statement read. An hour handed over in two parts (the
+        engine saves mid-hour) adds up the same; only its busiest-hour figures are split.
+        """
+        if not statements:
+            return
+        day_index = hour // 24
+        if day_index != self._today:
             self._close_day()
-            self._today = day
+            self._today = day_index
         self._today_hours |= 1 << (hour % 24)
+        day = self.days.get(day_index)
+        if day is None:
+            day = self.days[day_index] = [0, 0, 0, 0, 0, 0]
+            self.days_active += 1
+            if len(self.days) > KEEP_DAYS:
+                del self.days[min(self.days)]
+        day[STATEMENTS] += statements
+        day[MULTI_ROWS] += multi_rows
+        day[LOOKUPS] += lookups
+        day[MAX_HOUR_MULTI] = max(day[MAX_HOUR_MULTI], multi_rows)
+        day[MAX_HOUR_LOOKUPS] = max(day[MAX_HOUR_LOOKUPS], lookups)
+        day[MAX_STATEMENT_ROWS] = max(day[MAX_STATEMENT_ROWS], max_rows)
 
     def _close_day(self) -> None:
         mask = self._today_hours
@@ -85,26 +79,6 @@ class Habit:
             if mask >> h & 1:
                 self.hours[h] += 1
         self._today_hours = 0
-
-    def fold(self) -> None:
-        """Fold the current hour into its day (before saving, or before asking about past days)."""
-        if self._hour < 0 or not self._hour_statements:
-            return
-        day_index = self._hour * HOUR_US // DAY_US
-        day = self.days.get(day_index)
-        if day is None:
-            day = self.days[day_index] = [0, 0, 0, 0, 0, 0]
-            self.days_active += 1
-            if len(self.days) > KEEP_DAYS:
-                del self.days[min(self.days)]
-        day[STATEMENTS] += self._hour_statements
-        day[MULTI_ROWS] += self._hour_multi
-        day[LOOKUPS] += self._hour_lookups
-        day[MAX_HOUR_MULTI] = max(day[MAX_HOUR_MULTI], self._hour_multi)
-        day[MAX_HOUR_LOOKUPS] = max(day[MAX_HOUR_LOOKUPS], self._hour_lookups)
-        day[MAX_STATEMENT_ROWS] = max(day[MAX_STATEMENT_ROWS], self._hour_max_rows)
-        self._hour_statements = self._hour_multi = self._hour_lookups = 0
-        self._hour_max_rows = 0
 
     def past(self, now_us: int, column: int) -> int | None:
         """The largest value of `column` over the days before today; None without such a day.
@@ -132,14 +106,12 @@ class Habit:
     # persistence ------------------------------------------------------------------------------
 
     def to_record(self) -> HabitRecord:
-        self.fold()
         return HabitRecord(
             self.first_us,
             self.last_us,
             list(self.hours),
             {str(k): list(v) for k, v in self.days.items()},
             self.days_active,
-            self._hour,
             self._today,
             self._today_hours,
         )
@@ -151,7 +123,6 @@ class Habit:
         habit.hours = list(record.hours)[:24] + [0] * max(0, 24 - len(record.hours))
         habit.days = {int(k): (list(v) + [0] * 6)[:6] for k, v in record.days.items()}
         habit.days_active = record.days_active
-        habit._hour = record.hour
         habit._today = record.today
         habit._today_hours = record.today_hours
         return habit
@@ -165,7 +136,6 @@ class HabitRecord(msgspec.Struct, array_like=True):
     hours: list[int]
     days: dict[str, list[int]]
     days_active: int
-    hour: int
     today: int
     today_hours: int
 

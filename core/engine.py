@@ -26,8 +26,8 @@ from core.baselines import (
 )
 from core.events import AccessEvent, EventKind
 from core.findings import Code, Finding, PrincipalKey, ReaderView, Reason, Severity, Snapshot
-from core.readers import Reader, Role, Session
-from core.rows import estimate_rows, integer_key
+from core.readers import Reader, Role
+from core.rows import estimate_rows
 from core.settings import ExpectedPrincipal, Settings
 from core.shapes import Shape, ShapeCache, ShapeKind
 from core.signals import (
@@ -100,14 +100,15 @@ class Engine:
         self.watched = WatchedTables(config.tables)
         self.shapes = ShapeCache()
         self._tamper = TamperDetector(config.tables, config.audit_role)
-        self._tables: dict[str, tuple[TableName, str] | None] = {}
-        self._table_rows: dict[str, int] = {
-            str(t): t.rows for t in config.tables if t.rows is not None
-        }
-        self._learned_rows: dict[str, int] = {}
+        self._sizes: dict[str, _Size] = {str(t): _Size(str(t), t.rows) for t in config.tables}
+        self._tables: dict[str, _Size | None] = {}
+        """OBJECT_NAME as written -> the watched table it names (None: not watched)."""
         self._readers: dict[tuple[str, str, str, str], Reader] = {}
         self._roles: dict[tuple[str, str], Role] = {}
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, tuple[int | None, int | None, str, str | None]] = {}
+        """Per session: the last statement (id, substatement id, table, text): to skip the OBJECT
+        record repeating a SESSION record, and to know the text behind `<previously logged>`."""
+        self._plans: dict[str, _Plan] = {}
         self._findings: deque[Finding] = deque(maxlen=_MAX_FINDINGS_KEPT)
         self._networks = [
             (ipaddress.ip_network(e.client_addr, strict=False) if e.client_addr else None, e)
@@ -130,111 +131,141 @@ class Engine:
 
     def table_rows(self, table: str) -> int | None:
         """The table's size: configured (or set by a live source), else learned from bulk reads."""
-        return self._table_rows.get(table) or self._learned_rows.get(table)
+        size = self._sizes.get(table)
+        return size.rows if size is not None else None
 
     def set_table_rows(self, table: TableName, rows: int) -> None:
         """Tell the engine a table's current size (the live pg_stat source does)."""
-        self._table_rows[str(table)] = rows
+        size = self._sizes.get(str(table))
+        if size is not None:
+            size.known = rows
+            size.rows = rows or size.learned or None
 
     # the hot path -------------------------------------------------------------------------------
 
     def process(self, events: Iterable[AccessEvent]) -> list[Finding]:
         """Consume events (in time order); return the findings they raised, in time order."""
+        batch = events if isinstance(events, list) else list(events)
+        if not batch:
+            return []
+        if self.baselines.learning_started_us is None:
+            self.baselines.learning_started_us = batch[0].time_us
         raised: list[Finding] = []
-        for event in events:
-            if self.baselines.learning_started_us is None:
-                self.baselines.learning_started_us = event.time_us
-            if event.time_us > self.now_us:
-                self.now_us = event.time_us
-            self.events += 1
+        audit, denied_kind, control = EventKind.AUDIT, EventKind.DENIED, _CONTROL_CLASSES
+        latest = self.now_us
+        for event in batch:
             kind = event.kind
-            if kind is EventKind.AUDIT and event.class_ not in _CONTROL_CLASSES:
+            if kind is audit and event.class_ not in control:
                 finding = self._audit(event)
-            elif kind is EventKind.DENIED:
+            elif kind is denied_kind:
                 finding = self._denied(event)
             else:
                 raised.extend(self._control(event))
-                continue
+                finding = None
             if finding is not None:
                 raised.append(finding)
+            if event.time_us > latest:
+                latest = event.time_us
+        self.now_us = latest
+        self.events += len(batch)
         return raised
 
-    def _table(self, object_name: str) -> tuple[TableName, str] | None:
+    def _table(self, object_name: str) -> _Size | None:
         try:
             return self._tables[object_name]
         except KeyError:
             table = self.watched.match(object_name)
-            found = (table, str(table)) if table is not None else None
+            found = self._sizes[str(table)] if table is not None else None
             if len(self._tables) < 100_000:
                 self._tables[object_name] = found
             return found
 
     def _audit(self, e: AccessEvent) -> Finding | None:
-        found = self._table(e.object_name)
-        if found is None:
+        table = self._tables.get(e.object_name) or self._table(e.object_name)
+        if table is None:
             return None
-        table, name = found
+        name = table.name
         statement = e.statement
-        session = self._sessions.get(e.session_id)
-        if session is not None and session.statement_id == e.statement_id:
-            if session.substatement_id == e.substatement_id and name in session.tables:
+        sid = e.session_id
+        session = self._sessions.get(sid)
+        if session is not None and session[0] == e.statement_id:
+            if session[1] == e.substatement_id and session[2] == name:
                 self.duplicates += 1  # the SESSION and OBJECT records of one statement
                 return None
             if statement is None:
-                statement = session.text  # <previously logged>
-        if session is None or session.statement_id != e.statement_id:
-            if len(self._sessions) >= _MAX_SESSIONS:
-                self._sessions.clear()
-            session = self._sessions[e.session_id] = Session(
-                e.statement_id, e.substatement_id, statement
-            )
-        session.substatement_id = e.substatement_id
-        session.tables.add(name)
-        if statement is not None:
-            session.text = statement
+                statement = session[3]  # <previously logged>
+        if len(self._sessions) >= _MAX_SESSIONS:
+            self._sessions.clear()
+        self._sessions[sid] = (e.statement_id, e.substatement_id, name, statement)
         t = e.time_us
-        r = self._reader(e, name, t)
+        r = self._readers.get((e.user, e.client_addr, e.application_name, name))
+        if r is None:
+            r = self._reader(e, name, t)
         if t >= r.next_expiry:
             self._expire(r, t)
-        shape = self.shapes.shape(statement) if statement else _NO_SHAPE
-        size = self.table_rows(name)
+        size = table.rows
+        plan = self._plans.get(statement) if statement is not None else _NO_PLAN
+        if plan is None or plan.size != size:
+            plan = self._plan(statement, size)
         rows = e.rows
         estimated = rows is None
         if rows is None:
-            rows = estimate_rows(shape, e.parameters, size, self.t.filtered_estimate)
-        elif shape.kind is ShapeKind.BULK and shape.limit is None and rows > 0 and not size:
-            self._learned_rows[name] = max(rows, self._learned_rows.get(name, 0))
-            size = rows
-        lookup = 1 if shape.kind is ShapeKind.KEY_LOOKUP and rows <= 100 else 0
+            rows = plan.rows
+            if rows < 0:
+                rows = estimate_rows(plan.shape, e.parameters, size, self.t.filtered_estimate)
+        elif plan.whole and rows > 0 and not table.known:
+            table.learn(rows)
+            size = table.rows
+        lookup = 1 if plan.lookup and rows <= 100 else 0
         # an aggregate scans the table but hands out summary rows, not customers' rows
-        multi = 0 if lookup or shape.kind is ShapeKind.AGGREGATE else rows
-        hour = t // HOUR_US
-        r.habit.add(t, multi, lookup, rows)
-        if hour != r.hour:
-            self._arm(r, t, hour)
-        r.window.add(t, rows, multi, lookup, 0)
+        multi = 0 if lookup or plan.aggregate else rows
+        if t // HOUR_US != r.hour:
+            r.hand_over()
+            self._arm(r, t, t // HOUR_US)
+        r.hour_statements += 1
+        r.hour_multi += multi
+        r.hour_lookups += lookup
+        if rows > r.hour_max_rows:
+            r.hour_max_rows = rows
+        window = r.window
+        window.add(t, rows, multi, lookup, 0)
         if estimated:
             r.estimated = True
         r.statements += 1
         r.last_us = t
-        if multi or (not lookup and shape.kind is ShapeKind.BULK):
+        if multi or (not lookup and plan.bulk):
             if r.day is None:
                 r.day = Window(DAY_US, HOUR_US)
             r.day.add(t, rows, multi, 0, 0)
-            self._multi_row_signals(r, e, shape, rows, size, estimated, t)
+            self._multi_row_signals(r, e, plan.shape, rows, size, estimated, t)
         elif lookup:
-            if r.window.totals[3] >= r.alarm_lookups:
-                self._raise(
-                    r,
-                    lookup_volume(
-                        self.t, r.window.totals[3], r.own_lookups, r.role.base_lookups or None
-                    ),
-                    t,
-                )
-            key = integer_key(shape, e.parameters)
-            if key is not None:
-                self._track_key(r, key, t, size)
-        return self._settle(r, t)
+            lookups = window.totals[3]
+            if lookups >= r.alarm_lookups:
+                own, peers = r.own_lookups, r.role.base_lookups or None
+                self._raise(r, lookup_volume(self.t, lookups, own, peers), t)
+            key_param = plan.key_param
+            if key_param >= 0:
+                params = e.parameters
+                if params is not None and key_param < len(params):
+                    value = params[key_param]
+                    if value.isdigit() and len(value) < 19:
+                        self._track_key(r, int(value), t, size)
+            elif plan.shape.key_literal is not None:
+                self._track_key(r, plan.shape.key_literal, t, size)
+        if r.changed:
+            return self._settle(r, t)
+        return None
+
+    def _plan(self, statement: str | None, size: int | None) -> _Plan:
+        shape = self.shapes.shape(statement) if statement else _NO_SHAPE
+        depends = shape.limit_param is not None or shape.key_array_param is not None
+        rows = -1 if depends else estimate_rows(shape, None, size, self.t.filtered_estimate)
+        plan = _Plan(shape, size, rows)
+        if statement is not None:
+            if len(self._plans) >= 50_000:
+                self._plans.clear()
+            self._plans[statement] = plan
+        return plan
 
     def _multi_row_signals(
         self,
@@ -293,17 +324,30 @@ class Engine:
             self._track_walk(r, shape, e, t, size)
 
     def _track_key(self, r: Reader, key: int, t: int, size: int | None) -> None:
+        """Key lookups walking consecutive keys, however interleaved with other lookups.
+
+        `r.runs` maps the next key a run expects to the run's length: one pop and one store per
+        lookup. Random lookups leave runs of one, dropped when the map grows.
+        """
         runs = r.runs
-        run = runs.pop(key, None)
-        if run is None:
-            run = [0, key, t]  # length, first key, start time
-        run[0] += 1
-        runs[key + 1] = run
-        if len(runs) > 256:
-            del runs[next(iter(runs))]
-        length = run[0]
-        if length >= self.t.sequential_run and length % 10 == 0:
-            self._raise(r, sequential_keys(self.t, length, run[1], key, t - run[2], size), t)
+        length = runs.pop(key, 0) + 1
+        runs[key + 1] = length
+        if length > 1:
+            first = key - length + 1
+            if length == 2:
+                r.run_starts[first] = t
+            if length >= self.t.sequential_run and length % 10 == 0:
+                since = r.run_starts.get(first, t)
+                self._raise(r, sequential_keys(self.t, length, first, key, t - since, size), t)
+        if len(runs) > 512:
+            # keep the real runs (all of them, unless hundreds are interleaved to hide one:
+            # then start over)
+            kept = {k: v for k, v in runs.items() if v > 1}
+            if len(kept) >= 256:
+                kept = {}
+            starts = r.run_starts
+            r.runs = kept
+            r.run_starts = {k - v: starts[k - v] for k, v in kept.items() if k - v in starts}
 
     def _track_walk(
         self, r: Reader, shape: Shape, e: AccessEvent, t: int, size: int | None
@@ -327,11 +371,11 @@ class Engine:
         self._raise(r, reason, t)
 
     def _denied(self, e: AccessEvent) -> Finding | None:
-        found = self._table(e.object_name)
-        if found is None:
+        table = self._table(e.object_name)
+        if table is None:
             return None
         t = e.time_us
-        r = self._reader(e, found[1], t)
+        r = self._reader(e, table.name, t)
         if t >= r.next_expiry:
             self._expire(r, t)
         r.window.add(t, 0, 0, 0, 1)
@@ -557,8 +601,50 @@ class Engine:
         )
 
     def save(self, directory: Path) -> Path:
-        """Persist the baselines to `directory` (the state dir)."""
+        """Persist the baselines to `directory` (the state dir), the current hour included."""
+        for r in self._readers.values():
+            r.hand_over()
         return self.baselines.save(directory)
+
+
+class _Size:
+    """A watched table's size: configured or set by a live source, else learned from the rows
+    pgaudit logged for whole-table reads."""
+
+    __slots__ = ("name", "known", "learned", "rows")
+
+    def __init__(self, name: str, known: int | None) -> None:
+        self.name = name
+        self.known = known
+        self.learned = 0
+        self.rows: int | None = known or None
+        """What the signals use."""
+
+    def learn(self, rows: int) -> None:
+        if rows > self.learned:
+            self.learned = rows
+            self.rows = self.known or rows
+
+
+class _Plan:
+    """What the engine needs of a statement text, worked out once per text (and table size)."""
+
+    __slots__ = ("shape", "size", "rows", "lookup", "aggregate", "bulk", "whole", "key_param")
+
+    def __init__(self, shape: Shape, size: int | None, rows: int) -> None:
+        self.shape = shape
+        self.size = size
+        self.rows = rows
+        """Estimated rows when pgaudit did not log them; -1: depends on the parameters."""
+        kind = shape.kind
+        self.lookup = kind is ShapeKind.KEY_LOOKUP
+        self.aggregate = kind is ShapeKind.AGGREGATE
+        self.bulk = kind is ShapeKind.BULK
+        self.whole = self.bulk and shape.limit is None and shape.limit_param is None
+        self.key_param = shape.key_param if shape.key_param is not None else -1
+
+
+_NO_PLAN = _Plan(_NO_SHAPE, None, 1)
 
 
 def _int_param(params: tuple[str, ...], index: int) -> int | None:

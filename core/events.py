@@ -89,12 +89,13 @@ class IsoFormatter:
 _ISO = IsoFormatter()
 
 
-class AccessEvent(msgspec.Struct, frozen=True, gc=False):
+class AccessEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One access to a relation, as the audit trail reported it.
 
     A msgspec Struct rather than a dataclass, and the time as integer microseconds (UTC) rather
     than a datetime: a replay builds a million of these in a few seconds, and building a datetime
-    costs more than the rest of the event. `time` gives the aware datetime.
+    costs more than the rest of the event. `time` gives the aware datetime. Encoded as an array
+    (msgpack between the processes of a parallel replay): half the bytes of a map.
 
     All text fields are raw, attacker-controlled values; render them only through the safe-text
     helpers of the outer rooms.

@@ -67,6 +67,7 @@ class Reader:
         "denied",
         "estimated",
         "runs",
+        "run_starts",
         "walk",
         "active",
         "next_expiry",
@@ -85,6 +86,10 @@ class Reader:
         "unusual_hour",
         "spent_hour",
         "spent_day",
+        "hour_statements",
+        "hour_multi",
+        "hour_lookups",
+        "hour_max_rows",
     )
 
     def __init__(
@@ -109,8 +114,10 @@ class Reader:
         self.statements = 0
         self.denied = 0
         self.estimated = False
-        self.runs: dict[int, list[int]] = {}
-        """Sequential-key runs: next key expected -> [length, first key, start time]."""
+        self.runs: dict[int, int] = {}
+        """Sequential-key runs: next key expected -> length of the run so far."""
+        self.run_starts: dict[int, int] = {}
+        """First key of a run (of two or more) -> event time of its second key."""
         self.walk: list[int] | None = None
         """LIMIT/OFFSET walk: [pages, next offset, start offset, start time]."""
         self.active: dict[str, tuple[Reason, int]] = {}
@@ -131,9 +138,27 @@ class Reader:
         """Event time it was first seen, while that is recent (after learning)."""
         self.unusual_hour: int | None = None
         """The hour of the day, while the principal is active at an hour it never works."""
+        self.hour_statements = 0
+        """This hour's counts, handed to the habit when the next hour starts."""
+        self.hour_multi = 0
+        self.hour_lookups = 0
+        self.hour_max_rows = 0
         self.spent_hour = 0
         """Multi-row reads of the hour window that raised a window finding since lapsed."""
         self.spent_day = 0
+
+    def hand_over(self) -> None:
+        """Give this hour's counts to the habit (at the next hour, or before saving)."""
+        if self.hour_statements:
+            self.habit.add_hour(
+                self.hour,
+                self.hour_statements,
+                self.hour_multi,
+                self.hour_lookups,
+                self.hour_max_rows,
+            )
+            self.habit.last_us = max(self.habit.last_us, self.last_us)
+            self.hour_statements = self.hour_multi = self.hour_lookups = self.hour_max_rows = 0
 
     def assess(self) -> tuple[Severity, int, tuple[Reason, ...]]:
         """Severity (the worst reason), score (the strongest, a little more for each other

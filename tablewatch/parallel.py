@@ -1,9 +1,11 @@
 """Replaying a large csvlog on every core.
 
 The file is cut into blocks of whole records (by quote parity, like `csv_boundary`); worker
-processes parse a block each and return its JSON lines, which are written in file order. A block
-that does not look like clean csvlog (a damaged record) stops the parallel pass: from that block
-on the file is read by the careful sequential path, which resynchronises after damage.
+processes parse a block each and return either its JSON lines (`replay --events`, written in file
+order) or its events packed with msgpack (findings: the engine runs in the main process, on the
+blocks in file order, while the workers parse the next ones). A block that does not look like
+clean csvlog (a damaged record) stops the parallel pass: from that block on the file is read by
+the careful sequential path, which resynchronises after damage.
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import BinaryIO
 
+import msgspec
+
 from collectors.events import EventBuilder, ParseStats
 from collectors.logfile import CHUNK, LogFileError, is_gzip, open_log, read_block
 from collectors.logformats import CsvLog, csv_boundary
+from core.events import AccessEvent
 from core.tables import TableName, WatchedTables
 from tablewatch.events_out import EventWriter
 
 BLOCK = 1 << 20
+_AHEAD = 2
+"""Blocks in flight per worker (8 measured no faster)."""
 MIN_SIZE = 32 << 20
 """Files smaller than this are not worth starting processes for."""
 
@@ -45,19 +52,33 @@ def worth_it(path: Path, fmt: str) -> bool:
         return False
 
 
-def _init(tables: list[TableName]) -> None:
+def _init(tables: list[TableName], control: bool) -> None:
     global _parser
-    _parser = CsvLog(EventBuilder(WatchedTables(tables)))
+    _parser = CsvLog(EventBuilder(WatchedTables(tables), control=control))
 
 
 @dataclass
 class _Done:
-    lines: bytes
+    data: bytes
+    """JSON lines, or msgpack of the events."""
     stats: ParseStats
 
 
-def _work(job: bytes | tuple[str, int, int]) -> _Done | None:
-    """The JSON lines of a block of whole csvlog records; None if it is not clean csvlog.
+_EVENTS = msgspec.msgpack.Decoder(list[AccessEvent])
+
+
+def _work_lines(job: bytes | tuple[str, int, int]) -> _Done | None:
+    """The JSON lines of a block of whole csvlog records; None if it is not clean csvlog."""
+    return _work(job, lines=True)
+
+
+def _work_events(job: bytes | tuple[str, int, int]) -> _Done | None:
+    """The events of a block, packed; None if it is not clean csvlog."""
+    return _work(job, lines=False)
+
+
+def _work(job: bytes | tuple[str, int, int], *, lines: bool) -> _Done | None:
+    """Parse a block of whole csvlog records.
 
     The block comes as bytes (from a gzip stream), or as (path, offset, length) of a plain file,
     which the worker reads itself: cheaper than pushing the bytes through a pipe.
@@ -77,6 +98,7 @@ def _work(job: bytes | tuple[str, int, int]) -> _Done | None:
     parser.builder.stats = parser.stats = stats
     out = io.BytesIO()
     writer = EventWriter(out)
+    found: list[AccessEvent] = []
     pos, n = 0, len(block)
     while pos < n:
         end = pos + CHUNK
@@ -89,9 +111,40 @@ def _work(job: bytes | tuple[str, int, int]) -> _Done | None:
         events = parser.parse_text(block[pos:end].decode("utf-8", "replace"))
         if events is None:
             return None
-        writer.write(events)
+        if lines:
+            writer.write(events)
+        else:
+            found.extend(events)
         pos = end
-    return _Done(out.getvalue(), stats)
+    return _Done(out.getvalue() if lines else msgspec.msgpack.encode(found), stats)
+
+
+def _plain_blocks(path: Path) -> Iterator[tuple[int, int]]:
+    """(offset, length) of blocks of whole records of a plain file, read with pread: no copies
+    beyond the read itself (the workers read the blocks again, themselves)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise LogFileError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    try:
+        offset, size = 0, BLOCK
+        while True:
+            try:
+                data = os.pread(fd, size, offset)
+            except OSError as exc:
+                raise LogFileError(f"{path}: read error: {exc.strerror or exc}") from None
+            if len(data) < size:  # the end of the file: the rest, complete or not
+                if data:
+                    yield offset, len(data)
+                return
+            end = csv_boundary(data)
+            if not end:  # a record longer than the block
+                size *= 2
+                continue
+            yield offset, end
+            offset, size = offset + end, BLOCK
+    finally:
+        os.close(fd)
 
 
 def _blocks(stream: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
@@ -114,7 +167,7 @@ def _blocks(stream: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
 def replay_parallel(
     path: Path, tables: list[TableName], out: BinaryIO, stats: ParseStats
 ) -> int | None:
-    """Write the events of `path` to `out` using every core.
+    """Write the events of `path` to `out` as JSON lines, using every core.
 
     Returns None when the whole file was done, or the offset of the first block that was not
     clean csvlog: everything before it has been written, the caller reads on from there.
@@ -122,13 +175,45 @@ def replay_parallel(
     Raises:
         LogFileError: the file cannot be read to its end.
     """
+
+    def write(done: _Done) -> None:
+        out.write(done.data)
+
+    return _run(path, tables, stats, _work_lines, write, control=False)
+
+
+def events_parallel(
+    path: Path,
+    tables: list[TableName],
+    stats: ParseStats,
+    consume: Callable[[list[AccessEvent]], None],
+) -> int | None:
+    """Hand the events of `path` (with control records) to `consume` in file order, parsing on
+    every core. Returns as `replay_parallel` does.
+
+    Raises:
+        LogFileError: the file cannot be read to its end.
+    """
+
+    def unpack(done: _Done) -> None:
+        consume(_EVENTS.decode(done.data))
+
+    return _run(path, tables, stats, _work_events, unpack, control=True)
+
+
+def _run(
+    path: Path,
+    tables: list[TableName],
+    stats: ParseStats,
+    work: Callable[[bytes | tuple[str, int, int]], _Done | None],
+    deliver: Callable[[_Done], None],
+    *,
+    control: bool,
+) -> int | None:
     count = workers()
     context = get_context("fork")
     plain = not is_gzip(path)
-    with (
-        open_log(path) as stream,
-        ProcessPoolExecutor(count, context, initializer=_init, initargs=(tables,)) as pool,
-    ):
+    with ProcessPoolExecutor(count, context, initializer=_init, initargs=(tables, control)) as pool:
         queue: deque[tuple[int, Future[_Done | None]]] = deque()
 
         def drain_one() -> int | None:
@@ -136,14 +221,18 @@ def replay_parallel(
             done = future.result()
             if done is None:
                 return offset
-            out.write(done.lines)
             _merge(stats, done.stats)
+            deliver(done)
             return None
 
-        for offset, block in _blocks(stream, path):
-            job = (str(path), offset, len(block)) if plain else block
-            queue.append((offset, pool.submit(_work, job)))
-            if len(queue) >= 2 * count:
+        jobs: Iterator[tuple[int, bytes | tuple[str, int, int]]] = (
+            ((offset, (str(path), offset, length)) for offset, length in _plain_blocks(path))
+            if plain
+            else _gzip_blocks(path)
+        )
+        for offset, job in jobs:
+            queue.append((offset, pool.submit(work, job)))
+            if len(queue) >= _AHEAD * count:
                 damaged = drain_one()
                 if damaged is not None:
                     _cancel(queue)
@@ -154,6 +243,11 @@ def replay_parallel(
                 _cancel(queue)
                 return damaged
     return None
+
+
+def _gzip_blocks(path: Path) -> Iterator[tuple[int, bytes | tuple[str, int, int]]]:
+    with open_log(path) as stream:
+        yield from _blocks(stream, path)
 
 
 def _cancel(queue: deque[tuple[int, Future[_Done | None]]]) -> None:
@@ -170,4 +264,4 @@ def _merge(total: ParseStats, part: ParseStats) -> None:
     total.samples.extend(part.samples[: max(0, 5 - len(total.samples))])
 
 
-__all__ = ["LogFileError", "replay_parallel", "worth_it"]
+__all__ = ["LogFileError", "events_parallel", "replay_parallel", "worth_it"]

@@ -13,11 +13,11 @@ from collectors.events import EventBuilder, ParseStats
 from collectors.logfile import LogFileError, detect_format, read_events
 from core.baselines import Baselines, StateError
 from core.engine import Engine, EngineConfig
-from core.events import IsoFormatter
+from core.events import AccessEvent, IsoFormatter
 from core.findings import Finding
 from core.tables import TableName, WatchedTables
 from tablewatch.events_out import EventWriter
-from tablewatch.parallel import replay_parallel, worth_it
+from tablewatch.parallel import events_parallel, replay_parallel, worth_it
 from tablewatch.safetext import safe
 from tablewatch.summary import Readers
 
@@ -99,10 +99,20 @@ def _replay_findings(
     builder = EventBuilder(WatchedTables(opts.tables), stats, control=True)
     found: list[Finding] = []
     status = EXIT_OK
+
+    def consume(events: list[AccessEvent]) -> None:
+        found.extend(engine.process(events))
+
     for path, fmt in formats:
         try:
-            for batch in read_events(path, fmt, builder, opts.log_line_prefix):
-                found.extend(engine.process(batch))
+            start = 0
+            if worth_it(path, fmt):
+                resume = events_parallel(path, opts.tables, stats, consume)
+                if resume is None:
+                    continue
+                start = resume
+            for batch in read_events(path, fmt, builder, opts.log_line_prefix, start):
+                consume(batch)
         except LogFileError as exc:
             print(f"tablewatch replay: {exc}", file=err)
             status = EXIT_USAGE

@@ -74,3 +74,44 @@ def test_stats_of_the_workers_add_up() -> None:
         1,
         ["a", "b", "c"],
     )
+
+
+def _findings(path: Path, *, parallel_on: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setattr(parallel, "MIN_SIZE", 0 if parallel_on else 1 << 62)
+    monkeypatch.setattr(parallel, "BLOCK", 64 * 1024)
+    out, err = io.BytesIO(), io.StringIO()
+    table = [TableName.parse("crm.client_list", 50_000)]
+    opts = ReplayOptions(files=[path], tables=table, fmt="csvlog")
+    assert run_replay(opts, out, err) == 0, err.getvalue()
+    return out.getvalue()
+
+
+@pytest.mark.skipif(parallel.workers() == 0, reason="one core: no parallel replay")
+def test_findings_are_the_same_whether_parsed_on_every_core_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.scenario import generate
+
+    path = tmp_path / "days.csv"
+    generate(path, seed=5, log_rows=False, days=3, scale=0.3)
+    sequential = _findings(path, parallel_on=False, monkeypatch=monkeypatch)
+    assert sequential.count(b"\n") >= 5  # the attacks of the scenario
+    assert b'"audit_tamper"' in sequential
+    assert _findings(path, parallel_on=True, monkeypatch=monkeypatch) == sequential
+
+
+@pytest.mark.skipif(parallel.workers() == 0, reason="one core: no parallel replay")
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_a_record_longer_than_a_block_is_never_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool
+) -> None:
+    import gzip
+
+    huge = csv_record(2000).replace(b"WHERE id = $1", b"WHERE id = $1 " + b"-" * 40_000)
+    data = b"".join(csv_record(n) if n != 2000 else huge for n in range(1, 4001))
+    path = tmp_path / ("postgresql.csv.gz" if compressed else "postgresql.csv")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    sequential, _ = _replay(path, parallel_on=False, monkeypatch=monkeypatch)
+    fast, err = _replay(path, parallel_on=True, monkeypatch=monkeypatch)
+    assert sequential.count(b"\n") == 4000
+    assert fast == sequential and err == ""
