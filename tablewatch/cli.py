@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import NoReturn
 
 from collectors.prefix import BadPrefix, prefix_pattern
 from core.engine import EngineConfig
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import ExpectedPrincipal, Settings, SettingsError, load_settings
 from core.tables import TableName
+from tablewatch.findings_text import print_findings
 from tablewatch.follow import run_follow
 from tablewatch.replay import EXIT_USAGE, ReplayOptions, run_replay
 
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="show what tablewatch finds in a sample audit trail",
         description="Until the dashboard lands: replay the sample pgaudit csvlog shipped with "
-        "tablewatch and print who read crm.client_list.",
+        "tablewatch and print who read crm.client_list and what the detection engine found.",
     )
     for name, what in (
         ("dashboard", "the live terminal dashboard"),
@@ -180,11 +182,26 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    opts = ReplayOptions(
-        files=[SAMPLE_LOG], tables=[TableName("crm", "client_list", 2000)], summary=True
-    )
+    table = TableName("crm", "client_list", 2000)
+    summary = ReplayOptions(files=[SAMPLE_LOG], tables=[table], summary=True)
     print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
-    return run_replay(opts, sys.stdout.buffer, sys.stderr)
+    status = run_replay(summary, sys.stdout.buffer, sys.stderr)
+    if status:
+        return status
+    backup = ExpectedPrincipal(user="backup", application_name="pg_dump", note="nightly backup")
+    findings = ReplayOptions(
+        files=[SAMPLE_LOG],
+        tables=[table],
+        engine=EngineConfig(tables=(table,), expected=(backup,)),
+    )
+    buffer = io.BytesIO()
+    status = run_replay(findings, buffer, sys.stderr)
+    print(
+        "\nFindings (a reader's severity rising; backup/pg_dump is declared [[expected]]):\n",
+        flush=True,
+    )
+    print_findings(buffer.getvalue(), sys.stdout)
+    return status
 
 
 _COMMANDS = {"replay": _replay, "tail": _tail, "demo": _demo}

@@ -132,6 +132,14 @@ def _replay_findings(
             status = EXIT_USAGE
     if stats.malformed or stats.forged:
         _report_problems(stats, err)
+    for table in config.tables:
+        if engine.table_rows(str(table)) is None:
+            print(
+                f"tablewatch replay: the size of {safe(str(table), 80)} is unknown: only "
+                f"whole-table shapes could be judged; give --table {safe(str(table), 80)}=ROWS "
+                "(or rows in [[tables]])",
+                file=err,
+            )
     return status
 
 

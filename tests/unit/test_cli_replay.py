@@ -9,20 +9,16 @@ a log: skipped, counted on stderr at the end, exit 0.
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import core.settings
 from collectors.pgaudit import parse_audit_message
-from tablewatch.cli import main
+from tests.unit.cli_run import Run
 from tests.unit.pglog import (
     CHECKPOINTER,
     FORMATS,
@@ -57,47 +53,10 @@ SCRIPT = Path(sys.executable).with_name("tablewatch")
 EXTENSIONS = {"csvlog": ".csv", "jsonlog": ".json", "stderr": ".log"}
 
 
-@dataclass
-class Run:
-    """What one `tablewatch` invocation did."""
-
-    code: int
-    out: bytes
-    err: str
-
-    def events(self) -> list[dict[str, Any]]:
-        """stdout as JSON lines."""
-        return [json.loads(line) for line in self.out.splitlines()]
-
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory and HOME, no TABLEWATCH_* variables, no system settings file."""
-    for name in list(os.environ):
-        if name.upper().startswith("TABLEWATCH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(core.settings, "SEARCH_PATH", (Path("settings.toml"),))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-def tablewatch(capsysbinary: pytest.CaptureFixture[bytes]) -> Any:
-    """Call `tablewatch ARGS...` in-process; returns a Run."""
-
-    def run(*argv: str | Path) -> Run:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse usage errors
-            code = int(exc.code or 0)
-        out, err = capsysbinary.readouterr()
-        return Run(code, out, err.decode())
-
-    return run
+def _isolated(isolated: Path) -> Path:
+    """Every test here runs in a fresh directory (tests/unit/conftest.py)."""
+    return isolated
 
 
 def run_script(*argv: str | Path) -> Run:

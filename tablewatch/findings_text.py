@@ -1,0 +1,28 @@
+"""Findings for a human reader (the demo, until the dashboard lands): one block per finding."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from tablewatch.safetext import safe
+
+
+def print_findings(json_lines: bytes, out: TextIO) -> int:
+    """Print `replay` findings (JSON lines) readably, all their text made safe; returns count."""
+    count = 0
+    for line in json_lines.splitlines():
+        finding = json.loads(line)
+        count += 1
+        who = (
+            f"{safe(finding['user'], 32)}@{safe(finding['client_addr'] or '?', 40)} "
+            f"{safe(finding['application_name'] or '-', 40)}"
+        )
+        print(
+            f"{finding['time'][11:19]}  {finding['severity'].upper():<8} {finding['score']:>3}  "
+            f"{who}",
+            file=out,
+        )
+        for reason in finding["reasons"]:
+            print(f"{'':14}{safe(reason['code'], 40)}: {safe(reason['detail'], 300)}", file=out)
+    return count
