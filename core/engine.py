@@ -51,6 +51,10 @@ from core.tamper import TamperDetector
 from core.windows import DAY_US, DENIED, HOUR_US, MINUTE_US, MULTI, ROWS, Window
 
 _NEVER = 1 << 62
+READER_IDLE_US = 2 * DAY_US
+"""A reader idle this long (nothing active) leaves the live set; its habit stays."""
+FORGET_US = 30 * DAY_US
+"""A principal unseen this long is forgotten: seen again, it is new."""
 _NO_SHAPE = Shape(ShapeKind.OTHER, parsed=False)
 _MAX_SESSIONS = 200_000
 _MAX_FINDINGS_KEPT = 500
@@ -114,12 +118,13 @@ class Engine:
             (ipaddress.ip_network(e.client_addr, strict=False) if e.client_addr else None, e)
             for e in config.expected
         ]
+        self._pruned_day = -1
         self.events = 0
         self.duplicates = 0
         self.now_us = 0
         self.findings_raised: dict[Severity, int] = dict.fromkeys(Severity, 0)
-        for key in self.baselines.habits:
-            self._role(key[0], key[3]).addresses.add(key[1])
+        for key, habit in self.baselines.habits.items():
+            self._remember(key, habit)
 
     # time and learning --------------------------------------------------------------------------
 
@@ -168,7 +173,34 @@ class Engine:
                 latest = event.time_us
         self.now_us = latest
         self.events += len(batch)
+        if latest // DAY_US != self._pruned_day:
+            self._pruned_day = latest // DAY_US
+            self.prune(latest)
         return raised
+
+    def prune(self, now_us: int) -> None:
+        """Bound memory in a long run (called once per day of event time).
+
+        A reader idle for READER_IDLE_US with nothing active leaves the live set (its habit
+        stays); a habit unseen for FORGET_US is forgotten: that principal is new again.
+        """
+        idle = now_us - READER_IDLE_US
+        for key, r in list(self._readers.items()):
+            if r.last_us < idle and not r.active:
+                r.hand_over()
+                del self._readers[key]
+        forget = now_us - FORGET_US
+        stale = [
+            key
+            for key, habit in self.baselines.habits.items()
+            if habit.last_us < forget and key not in self._readers
+        ]
+        for key in stale:
+            del self.baselines.habits[key]
+            role = self._roles.get((key[0], key[3]))
+            if role is not None:
+                role.habits.pop(f"{key[1]}\x00{key[2]}", None)
+                role.addresses = {k.split("\x00", 1)[0] for k in role.habits}
 
     def _table(self, object_name: str) -> _Size | None:
         try:
@@ -422,7 +454,6 @@ class Engine:
             t,
             self._expected(e),
         )
-        role.members.append(r)
         if fresh and not self.learning(t) and r.expected_note is None:
             r.new_since = t
             if not role.addresses:
@@ -446,8 +477,14 @@ class Engine:
                     ),
                     t,
                 )
-        role.addresses.add(e.client_addr)
+        if fresh:
+            self._remember(key, habit)
         return r
+
+    def _remember(self, key: tuple[str, str, str, str], habit: Habit) -> None:
+        role = self._role(key[0], key[3])
+        role.habits[f"{key[1]}\x00{key[2]}"] = habit
+        role.addresses.add(key[1])
 
     def _role(self, user: str, table: str) -> Role:
         role = self._roles.get((user, table))

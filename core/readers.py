@@ -27,10 +27,12 @@ class Session:
 class Role:
     """The principals of one database user on one table: its peers, and the addresses it uses."""
 
-    __slots__ = ("members", "addresses", "day", "base_hour", "base_day", "base_lookups")
+    __slots__ = ("habits", "addresses", "day", "base_hour", "base_day", "base_lookups")
 
     def __init__(self) -> None:
-        self.members: list[Reader] = []
+        self.habits: dict[str, Habit] = {}
+        """The habits of its principals (live or only remembered), by client address and
+        application_name: peers are known from the baselines before they show up again."""
         self.addresses: set[str] = set()
         self.day = -1
         self.base_hour = 0
@@ -43,8 +45,7 @@ class Role:
         """Recompute the peers' habits (once per day of event time)."""
         self.day = day
         hour = whole_day = lookups = 0
-        for member in self.members:
-            habit = member.habit
+        for habit in self.habits.values():
             hour = max(hour, habit.past(now_us, MAX_HOUR_MULTI) or 0)
             whole_day = max(whole_day, habit.past(now_us, MULTI_ROWS) or 0)
             lookups = max(lookups, habit.past(now_us, MAX_HOUR_LOOKUPS) or 0)

@@ -8,7 +8,7 @@ import pytest
 
 from core.baselines import Baselines, StateError
 from core.engine import Engine
-from core.events import EventKind
+from core.events import AccessEvent, EventKind
 from core.findings import Severity
 from core.settings import ExpectedPrincipal
 from tests.unit.enginekit import ROWS, TABLE, app_day, at, codes, engine, ev, run
@@ -354,3 +354,41 @@ def test_after_a_finding_lapses_the_rows_that_raised_it_do_not_raise_it_again() 
         ],
     )
     assert [f.severity for f in found] == [Severity.CRITICAL]
+
+
+def _lookups(day: int, hour: int, count: int, addr: str) -> list[AccessEvent]:
+    return [
+        ev(at(day, hour, second=i * 3600 / count), params=(str((i * 7919) % ROWS),), addr=addr)
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+def test_a_host_far_busier_than_its_peers_is_a_warning_peers_known_after_restart(
+    tmp_path: Path, restarted: bool
+) -> None:
+    e = engine()
+    run(e, app_day(0) + app_day(1) + app_day(0, addr="10.0.0.2") + app_day(1, addr="10.0.0.2"))
+    if restarted:
+        e.save(tmp_path)
+        e = Engine(e.config, Baselines.load(tmp_path))
+    # a new host like its peers: only noted
+    like_peers = run(e, _lookups(2, 10, 60, "10.0.0.3"))
+    assert [codes(f) for f in like_peers] == [["new_address"]]
+    # a new host with ten times their busiest hour
+    busy = run(e, _lookups(2, 11, 1000, "10.0.0.4"))
+    assert [f.severity for f in busy] == [Severity.INFO, Severity.WARNING]
+    assert codes(busy[1])[0] == "volume"
+    assert "500 key lookups in the last hour (its peers' busiest: 60)" in busy[1].reasons[0].detail
+
+
+def test_a_long_run_forgets_idle_readers_and_month_old_principals() -> None:
+    e = engine()
+    run(e, app_day(0) + _lookups(0, 12, 5, "10.0.0.8"))
+    run(e, app_day(3))  # 10.0.0.8 idle for three days: out of the live set, still known
+    assert [v.principal.client_addr for v in e.snapshot().readers] == ["10.0.0.1"]
+    assert run(e, _lookups(3, 14, 2, "10.0.0.8")) == []  # known: not new
+    run(e, app_day(40))  # a month later
+    again = run(e, _lookups(40, 15, 1, "10.0.0.8"))
+    assert [codes(f) for f in again] == [["new_address"]]  # forgotten: new again
+    assert len(e.baselines.habits) == 2
