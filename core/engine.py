@@ -345,7 +345,11 @@ class Engine:
                     t,
                 )
         if r.new_since is not None:
-            self._raise(r, new_principal_volume(th, hour_rows, size, t - r.new_since), t)
+            reason = new_principal_volume(th, hour_rows, size, t - r.new_since)
+            if reason is not None:
+                # once: a newcomer's later volume is judged like anyone's (table_fraction)
+                self._raise(r, reason, t)
+                r.new_since = None
         if r.unusual_hour is not None:
             self._raise(
                 r,
