@@ -12,7 +12,7 @@ Three parts (issue 3, "Benchmark" and "Show it works"):
                  missing), interleaved, best of ``--repeat``. Target: findings at most 30% slower.
 * ``principals`` peak RSS of a findings replay over a file with ``--principals`` (100,000)
                  distinct principals, ten statements each. Target: under 500 MB.
-* ``scenarios``  ``tests/scenario.py`` worlds for each seed, log_rows off and on, graded by
+* ``scenarios``  ``tests/scenario/`` worlds for each seed, log_rows off and on, graded by
                  ``tests/detection_check.py``: each attack's time to its required severity, and
                  the benign findings.
 
