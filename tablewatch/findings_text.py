@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from typing import TextIO
 
 from tablewatch.safetext import safe
 
 
-def print_findings(json_lines: bytes, out: TextIO) -> int:
-    """Print `replay` findings (JSON lines) readably, all their text made safe; returns count."""
+def print_findings(json_lines: bytes, out: TextIO, width: int | None = None) -> int:
+    """Print `replay` findings (JSON lines) readably, all their text made safe, reasons wrapped
+    to the terminal's width; returns how many."""
+    width = width or max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
     count = 0
     for line in json_lines.splitlines():
         finding = json.loads(line)
@@ -24,5 +28,9 @@ def print_findings(json_lines: bytes, out: TextIO) -> int:
             file=out,
         )
         for reason in finding["reasons"]:
-            print(f"{'':14}{safe(reason['code'], 40)}: {safe(reason['detail'], 300)}", file=out)
+            text = f"{safe(reason['code'], 40)}: {safe(reason['detail'], 300)}"
+            lines = textwrap.wrap(
+                text, width - 1, initial_indent=" " * 14, subsequent_indent=" " * 16
+            )
+            print("\n".join(lines), file=out)
     return count

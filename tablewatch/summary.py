@@ -57,20 +57,20 @@ class Readers:
         size = tables[0].rows if len(tables) == 1 else None
         iso = IsoFormatter().format
         print(
-            f"\n{'reader':<40} {'records':>7} {'rows':>9} {'table':>6} {'denied':>6}"
-            "  last seen  commands",
+            f"\n{'reader':<30} {'stmts':>6} {'rows':>8} {'table':>5} {'denied':>6} last     mostly",
             file=out,
         )
         ranked = sorted(
             self._readers.items(), key=lambda kv: (-kv[1].rows, -kv[1].records, -kv[1].denied)
         )
         for (user, addr, app), r in ranked:
-            who = f"{safe(user, 16)}@{safe(addr or '?', 15)} {safe(app or '-', 16)}"
+            who = f"{safe(user, 12)}@{safe(addr or '?', 15)} {safe(app or '-', 12)}"
             rows = f"{r.rows:,}" if r.rows_known else "?"
             share = f"{100 * r.rows / size:.0f}%" if size and r.rows_known else ""
-            commands = " ".join(f"{safe(c, 12)}:{n}" for c, n in r.commands.most_common(2))
+            top = r.commands.most_common(1)
+            mostly = f"{safe(top[0][0], 6)}:{top[0][1]}" if top else "-"
             print(
-                f"{who:<40} {r.records:>7,} {rows:>9} {share:>6} {r.denied or '':>6}"
-                f"  {iso(r.last_us)[11:19]}   {commands or '-'}",
+                f"{who:<30} {r.records:>6,} {rows:>8} {share:>5} {r.denied or '':>6}"
+                f" {iso(r.last_us)[11:19]} {mostly}",
                 file=out,
             )
