@@ -90,8 +90,14 @@ def speed(repeat: int) -> list[str]:
             f"{seconds / events_s:.2f}x |"
         )
     ratio = best["replay (findings)"][0] / events_s
-    verdict = "MET" if ratio <= 1.3 else "MISSED"
-    lines += ["", f"Findings take {ratio:.2f}x the time of --events (target <= 1.30x): {verdict}"]
+    slower = 1 - 1 / ratio  # in records/s, the measure
+    verdict = "MET" if slower <= 0.30 else "MISSED"
+    lines += [
+        "",
+        f"Findings replay runs at {1 - slower:.0%} of the records/s of --events: {slower:.0%} "
+        f"slower (target: at most 30% slower): {verdict}. In time: {ratio:.2f}x (a 30% time "
+        f"margin would be 1.30x: {'met' if ratio <= 1.3 else 'missed'}).",
+    ]
     lines += ["", "Commands:", ""] + [f"- `{' '.join(_short(c))}`" for c in commands.values()]
     return lines
 

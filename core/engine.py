@@ -208,7 +208,19 @@ class Engine:
         if rows > r.hour_max_rows:
             r.hour_max_rows = rows
         window = r.window
-        window.add(t, rows, multi, lookup, 0)
+        buckets = window.buckets
+        if buckets and buckets[-1][0] == t // window.width:
+            # Window.add's common case inlined: this runs once per event
+            bucket = buckets[-1]
+            bucket[1] += rows
+            bucket[2] += multi
+            bucket[3] += lookup
+            totals = window.totals
+            totals[1] += rows
+            totals[2] += multi
+            totals[3] += lookup
+        else:
+            window.add(t, rows, multi, lookup, 0)
         if estimated:
             r.estimated = True
         r.statements += 1
