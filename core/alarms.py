@@ -188,30 +188,43 @@ class Alarms:
             self._walk(r, shape, e, t, size)
 
     def key(self, r: Reader, key: int, t: int, size: int | None) -> None:
-        """Key lookups walking consecutive keys, however interleaved with other lookups.
+        """Key lookups walking consecutive keys, up or down, however interleaved with others.
 
-        `r.runs` maps the next key a run expects to the run's length: one pop and one store per
-        lookup. Random lookups leave runs of one, dropped when the map grows.
+        `r.runs` maps the next key a run expects to its length, negative for a run walking down.
+        A key that continues no run starts one each way. Random lookups leave runs of one,
+        dropped when the map grows. (A stride other than one is not followed.)
         """
         runs = r.runs
-        length = runs.pop(key, 0) + 1
-        runs[key + 1] = length
-        if length > 1:
-            first = key - length + 1
+        found = runs.pop(key, 0)
+        if found > 0:
+            length = found + 1
+            runs[key + 1] = length
+            first, mark = key - found, key - found
+        elif found < 0:
+            length = 1 - found
+            runs[key - 1] = -length
+            first = key - found
+            mark = ~first  # the starts of runs walking down, apart from those walking up
+        else:
+            runs[key + 1] = 1
+            runs[key - 1] = -1
+            length = 0
+        if length:
             if length == 2:
-                r.run_starts[first] = t
+                r.run_starts[mark] = t
             if length >= self.t.sequential_run and length % 10 == 0:
-                since = r.run_starts.get(first, t)
+                since = r.run_starts.get(mark, t)
                 self.hold(r, sequential_keys(self.t, length, first, key, t - since, size), t)
-        if len(runs) > 512:
+        if len(runs) > 1024:
             # keep the real runs (all of them, unless hundreds are interleaved to hide one:
             # then start over)
-            kept = {k: v for k, v in runs.items() if v > 1}
+            kept = {k: v for k, v in runs.items() if v > 1 or v < -1}
             if len(kept) >= 256:
                 kept = {}
             starts = r.run_starts
             r.runs = kept
-            r.run_starts = {k - v: starts[k - v] for k, v in kept.items() if k - v in starts}
+            marks = [k - v if v > 0 else ~(k - v) for k, v in kept.items()]
+            r.run_starts = {m: starts[m] for m in marks if m in starts}
 
     def _walk(self, r: Reader, shape: Shape, e: AccessEvent, t: int, size: int | None) -> None:
         """LIMIT/OFFSET pages that follow each other."""

@@ -392,3 +392,14 @@ def test_a_long_run_forgets_idle_readers_and_month_old_principals() -> None:
     again = run(e, _lookups(40, 15, 1, "10.0.0.8"))
     assert [codes(f) for f in again] == [["new_address"]]  # forgotten: new again
     assert len(e.baselines.habits) == 2
+
+
+def test_an_enumeration_walking_down_is_caught_too() -> None:
+    e = engine()
+    walk = [
+        ev(at(0, 14, second=i), params=(str(9000 - i),), addr="10.0.0.9", session="z")
+        for i in range(35)
+    ]
+    [finding] = run(e, app_day(0)[:200] + walk)
+    assert codes(finding) == ["sequential_keys"]
+    assert "30 key lookups on consecutive keys 9000..8971 in 28s" in finding.reasons[0].detail
