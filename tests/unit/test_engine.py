@@ -403,3 +403,17 @@ def test_an_enumeration_walking_down_is_caught_too() -> None:
     [finding] = run(e, app_day(0)[:200] + walk)
     assert codes(finding) == ["sequential_keys"]
     assert "30 key lookups on consecutive keys 9000..8971 in 28s" in finding.reasons[0].detail
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [("10.20.0.7", True), ("10.21.0.7", False), ("[local]", False), ("", False)],
+)
+def test_expected_principals_match_a_client_network(addr: str, expected: bool) -> None:
+    etl = ExpectedPrincipal(client_addr="10.20.0.0/16", note="ETL subnet")
+    e = engine(expected=(etl,))
+    [finding] = run(e, [ev(at(0, 3), WHOLE, user="etl", app="loader", addr=addr, rows=ROWS)])
+    if expected:
+        assert finding.severity is Severity.INFO and "ETL subnet" in finding.reasons[0].detail
+    else:
+        assert finding.severity is Severity.CRITICAL
