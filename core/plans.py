@@ -127,7 +127,7 @@ def int_param(params: tuple[str, ...], index: int) -> int | None:
     """
     if index < len(params):
         value = params[index]
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return int(value)
     return None
 

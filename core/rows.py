@@ -63,7 +63,7 @@ def integer_key(shape: Shape, parameters: tuple[str, ...] | None) -> int | None:
 def _int(parameters: tuple[str, ...], index: int) -> int | None:
     if index < len(parameters):
         value = parameters[index]
-        if value.isdigit() and len(value) < 19:
+        if value.isascii() and value.isdigit() and len(value) < 19:
             return int(value)
     return None
 

@@ -417,3 +417,21 @@ def test_expected_principals_match_a_client_network(addr: str, expected: bool) -
         assert finding.severity is Severity.INFO and "ETL subnet" in finding.reasons[0].detail
     else:
         assert finding.severity is Severity.CRITICAL
+
+
+@pytest.mark.parametrize("value", ["²", "1²", "٣", "-5", "9" * 40, ""])
+def test_parameters_that_only_look_numeric_never_crash_the_engine(value: str) -> None:
+    e = engine()
+    run(
+        e,
+        [
+            ev(at(0, 9), params=(value,)),
+            ev(
+                at(0, 9, 1),
+                "SELECT * FROM crm.client_list ORDER BY id LIMIT $1 OFFSET $2",
+                params=(value, value),
+            ),
+            ev(at(0, 9, 2), "SELECT * FROM crm.client_list WHERE id = ANY($1)", params=(value,)),
+        ],
+    )
+    assert e.snapshot().readers[0].statements == 3

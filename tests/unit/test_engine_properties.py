@@ -28,7 +28,7 @@ STATEMENTS = [
 ]
 PARAM = st.one_of(
     st.integers(min_value=-5, max_value=10**20).map(str),
-    st.sampled_from(["{1,2,3}", "{}", "<long param suppressed>", "", "x"]),
+    st.sampled_from(["{1,2,3}", "{}", "<long param suppressed>", "", "x", "²", "٣", "1²", "-1"]),
     st.text(max_size=8),
 )
 
