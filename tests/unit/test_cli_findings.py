@@ -13,7 +13,7 @@ import pytest
 
 from tablewatch.cli import SAMPLE_LOG
 from tablewatch.findings_text import print_findings
-from tests.unit.pglog import READER, Origin, audit_message, csvlog
+from tests.unit.pglog import FORMATS, READER, Origin, audit_message, csvlog
 from tests.unit.test_cli_replay import assert_one_line_error, run_script, write_log
 
 
@@ -166,3 +166,29 @@ def test_demo_shows_readers_and_findings(tablewatch: Any) -> None:
 @pytest.mark.parametrize("argv", [["replay", "--table", "crm.client_list", "missing.csv"]])
 def test_console_script_findings_error_is_one_line(argv: list[str]) -> None:
     assert_one_line_error(run_script(*argv), "missing.csv")
+
+
+@pytest.mark.parametrize("fmt", ["csvlog", "jsonlog", "stderr"])
+def test_findings_are_the_same_from_every_log_format(tablewatch: Any, fmt: str) -> None:
+    write = FORMATS[fmt]
+    dba = replace(READER, user="postgres", application_name="psql", session_id="6b0b9ed0.1e99")
+    revoke = audit_message(
+        "REVOKE SELECT ON crm.client_list FROM auditor;",
+        audit_type="SESSION",
+        class_="ROLE",
+        command="REVOKE",
+        object_type="",
+        object_name="",
+    )
+    log = write_log(
+        f"postgresql.{fmt}",
+        write(audit_message("SELECT *\n  FROM crm.client_list;"), READER)
+        + write(revoke, dba.at("2026-11-29 03:41:05.000 UTC")),
+    )
+    run = tablewatch("replay", "--format", fmt, "--table", "crm.client_list=500", log)
+    assert run.code == 0, run.err
+    found = [
+        (f["user"], f["severity"], f["reasons"][0]["code"])
+        for f in map(json.loads, run.out.splitlines())
+    ]
+    assert found == [("reader", "critical", "bulk_read"), ("postgres", "critical", "audit_tamper")]
