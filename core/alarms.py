@@ -188,12 +188,26 @@ class Alarms:
             self._walk(r, shape, e, t, size)
 
     def key(self, r: Reader, key: int, t: int, size: int | None) -> None:
-        """Key lookups walking consecutive keys, up or down, however interleaved with others.
+        """Key lookups walking consecutive keys, up or down, however interleaved with others;
+        and keys a fixed step apart (every other id...), one after the other.
 
         `r.runs` maps the next key a run expects to its length, negative for a run walking down.
         A key that continues no run starts one each way. Random lookups leave runs of one,
-        dropped when the map grows. (A stride other than one is not followed.)
+        dropped when the map grows.
         """
+        step = r.step
+        delta = key - step[0]
+        step[0] = key
+        if delta == step[1]:
+            step[2] += 1
+            # a step of one is the runs' business (they also follow it when interleaved)
+            if step[2] >= self.t.sequential_run and step[2] % 10 == 0 and 1 < abs(delta) <= 1000:
+                length = step[2]
+                first = key - delta * (length - 1)
+                reason = sequential_keys(self.t, length, first, key, t - step[3], size, delta)
+                self.hold(r, reason, t)
+        else:
+            step[1], step[2], step[3] = delta, 2, t
         runs = r.runs
         found = runs.pop(key, 0)
         if found > 0:

@@ -68,6 +68,7 @@ class Reader:
         "denied",
         "estimated",
         "runs",
+        "step",
         "run_starts",
         "walk",
         "active",
@@ -117,6 +118,8 @@ class Reader:
         self.estimated = False
         self.runs: dict[int, int] = {}
         """Sequential-key runs: next key expected -> length of the run so far."""
+        self.step = [0, 0, 0, 0]
+        """Keys a fixed step apart, one after the other: [last key, step, length, since]."""
         self.run_starts: dict[int, int] = {}
         """First key of a run (of two or more) -> event time of its second key."""
         self.walk: list[int] | None = None

@@ -257,9 +257,15 @@ def hours_text(hours: list[int]) -> str:
 
 
 def sequential_keys(
-    t: Thresholds, length: int, first: int, last: int, span_us: int, table_rows: int | None
+    t: Thresholds,
+    length: int,
+    first: int,
+    last: int,
+    span_us: int,
+    table_rows: int | None,
+    stride: int = 1,
 ) -> Reason | None:
-    """Key lookups walking consecutive keys: an enumeration of the table."""
+    """Key lookups walking consecutive keys (or keys a fixed step apart): an enumeration."""
     if length < t.sequential_run:
         return None
     severity = Severity.WARNING
@@ -274,8 +280,9 @@ def sequential_keys(
         Code.SEQUENTIAL_KEYS,
         severity,
         band_score(severity, strength),
-        f"{length:,} key lookups on consecutive keys {first}..{last} in {duration(span_us)}"
-        f"{share}: enumeration",
+        f"{length:,} key lookups on "
+        f"{'consecutive keys' if abs(stride) == 1 else f'keys {abs(stride)} apart'} "
+        f"{first}..{last} in {duration(span_us)}{share}: enumeration",
     )
 
 

@@ -435,3 +435,16 @@ def test_parameters_that_only_look_numeric_never_crash_the_engine(value: str) ->
         ],
     )
     assert e.snapshot().readers[0].statements == 3
+
+
+@pytest.mark.parametrize("step", [2, -7, 100])
+def test_an_enumeration_with_a_fixed_step_is_caught(step: int) -> None:
+    e = engine()
+    walk = [
+        ev(at(0, 14, second=i), params=(str(20_000 + step * i),), addr="10.0.0.9", session="z")
+        for i in range(35)
+    ]
+    [finding] = run(e, app_day(0)[:300] + walk)
+    assert codes(finding) == ["sequential_keys"]
+    last = 20_000 + step * 29
+    assert f"30 key lookups on keys {abs(step)} apart 20000..{last}" in finding.reasons[0].detail
