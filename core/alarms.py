@@ -28,7 +28,7 @@ from core.signals import (
     unusual_hour,
     unusual_hour_volume,
 )
-from core.windows import DAY_US, MULTI
+from core.windows import DAY_US, MULTI, SOFT
 
 _NEVER = 1 << 62
 
@@ -136,14 +136,17 @@ class Alarms:
         size: int | None,
         estimated: bool,
         t: int,
+        soft: bool = False,
     ) -> None:
-        """A multi-row (or bulk) read, already counted in the reader's windows."""
+        """A multi-row (or bulk) read, already counted in the reader's windows; `soft`: its rows
+        are a guess (a filtered read pgaudit did not count)."""
         th = self.t
         if (size and rows >= th.bulk_info * size) or (
             shape.kind is ShapeKind.BULK and shape.limit is None and not size
         ):
-            how = how_measured(shape, estimated, size)
-            self.hold(r, bulk_read(th, rows, size, how, r.habitual_rows, r.expected_note), t)
+            how = how_measured(shape, estimated, size, soft)
+            reason = bulk_read(th, rows, size, how, r.habitual_rows, r.expected_note, soft)
+            self.hold(r, reason, t)
         assert r.day is not None
         hour_rows, day_rows = r.window.totals[MULTI], r.day.totals[MULTI]
         if r.spent_hour or r.spent_day:
@@ -172,8 +175,11 @@ class Alarms:
                     ),
                     t,
                 )
+        # a newcomer's or an odd hour's reads count soft estimates too (filtered reads of unknown
+        # size): they only ever give a warning
+        read_hour = hour_rows + r.window.totals[SOFT]
         if r.new_since is not None:
-            reason = new_principal_volume(th, hour_rows, size, t - r.new_since)
+            reason = new_principal_volume(th, read_hour, size, t - r.new_since)
             if reason is not None:
                 # once: a newcomer's later volume is judged like anyone's (table_fraction)
                 self.hold(r, reason, t)
@@ -181,11 +187,31 @@ class Alarms:
         if r.unusual_hour is not None:
             self.hold(
                 r,
-                unusual_hour_volume(th, r.unusual_hour, r.habit.usual_hours(), hour_rows, size),
+                unusual_hour_volume(th, r.unusual_hour, r.habit.usual_hours(), read_hour, size),
                 t,
             )
         if shape.kind is ShapeKind.BULK:
             self._walk(r, shape, e, t, size)
+
+    def keyset_page(
+        self, r: Reader, statement: str | None, parameters: tuple[str, ...] | None
+    ) -> bool:
+        """Whether a filtered read with LIMIT is the next page of a keyset walk: the same text
+        again with a larger first number among its parameters (`WHERE id > $1 ... LIMIT n`).
+        A page of a walk is full; a lone filtered read with LIMIT may return far fewer rows."""
+        value = None
+        for p in parameters or ():
+            if p.isascii() and p.isdigit() and len(p) < 19:
+                value = int(p)
+                break
+        if value is None or statement is None:
+            return False
+        walk = r.keyset
+        if walk is not None and walk[0] == statement and value > walk[1]:
+            r.keyset = (statement, value)
+            return True
+        r.keyset = (statement, value)
+        return False
 
     def key(self, r: Reader, key: int, t: int, size: int | None) -> None:
         """Key lookups walking consecutive keys, up or down, however interleaved with others;

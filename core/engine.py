@@ -197,8 +197,14 @@ class Engine:
             table.learn(rows)
             size = table.rows
         lookup = 1 if plan.lookup and rows <= 100 else 0
+        # a guess at a filtered read's size is kept apart: it may point at a slice read at an odd
+        # hour or by a newcomer, never page on its own
+        soft = 0
+        if estimated and plan.soft:
+            if not (plan.limited and alarms.keyset_page(r, statement, e.parameters)):
+                soft = rows
         # an aggregate scans the table but hands out summary rows, not customers' rows
-        multi = 0 if lookup or plan.aggregate else rows
+        multi = 0 if lookup or soft or plan.aggregate else rows
         if t // HOUR_US != r.hour:
             r.hand_over()
             alarms.arm(r, t, t // HOUR_US, size)
@@ -215,21 +221,23 @@ class Engine:
             bucket[1] += rows
             bucket[2] += multi
             bucket[3] += lookup
+            bucket[5] += soft
             totals = window.totals
             totals[1] += rows
             totals[2] += multi
             totals[3] += lookup
+            totals[5] += soft
         else:
-            window.add(t, rows, multi, lookup, 0)
+            window.add(t, rows, multi, lookup, 0, soft)
         if estimated:
             r.estimated = True
         r.statements += 1
         r.last_us = t
-        if multi or (not lookup and plan.bulk):
+        if multi or soft or (not lookup and plan.bulk):
             if r.day is None:
                 r.day = Window(DAY_US, HOUR_US)
-            r.day.add(t, rows, multi, 0, 0)
-            alarms.multi_row(r, e, plan.shape, rows, size, estimated, t)
+            r.day.add(t, rows, multi, 0, 0, soft)
+            alarms.multi_row(r, e, plan.shape, rows, size, estimated, t, soft > 0)
         elif lookup:
             lookups = window.totals[3]
             if lookups >= r.alarm_lookups:

@@ -77,7 +77,18 @@ class Sizes:
 class Plan:
     """What the engine needs of a statement text, worked out once per text (and table size)."""
 
-    __slots__ = ("shape", "size", "rows", "lookup", "aggregate", "bulk", "whole", "key_param")
+    __slots__ = (
+        "shape",
+        "size",
+        "rows",
+        "lookup",
+        "aggregate",
+        "bulk",
+        "whole",
+        "soft",
+        "limited",
+        "key_param",
+    )
 
     def __init__(self, shape: Shape, size: int | None, rows: int) -> None:
         self.shape = shape
@@ -89,6 +100,10 @@ class Plan:
         self.aggregate = kind is ShapeKind.AGGREGATE
         self.bulk = kind is ShapeKind.BULK
         self.whole = self.bulk and shape.limit is None and shape.limit_param is None
+        self.limited = shape.limit is not None or shape.limit_param is not None
+        self.soft = kind is ShapeKind.FILTERED
+        """A filtered read: estimated, its rows are a guess (soft), LIMIT being only a bound;
+        unless it is a page of a keyset walk (`Alarms.keyset_page`)."""
         self.key_param = shape.key_param if shape.key_param is not None else -1
 
 
@@ -132,10 +147,15 @@ def int_param(params: tuple[str, ...], index: int) -> int | None:
     return None
 
 
-def how_measured(shape: Shape, estimated: bool, size: int | None) -> str:
+def how_measured(shape: Shape, estimated: bool, size: int | None, soft: bool = False) -> str:
     """How a bulk read's rows were known, for the reason's detail."""
     if not estimated:
         return "rows logged by pgaudit"
+    if soft:
+        return (
+            f"a guess from its shape ({shape.describe()}: how many rows match is unknown); "
+            "pgaudit did not log rows"
+        )
     if shape.kind is ShapeKind.BULK and shape.limit is None and not size:
         return f"whole table by its shape ({shape.describe()}); table size unknown"
     return f"estimated from its shape ({shape.describe()}); pgaudit did not log rows"

@@ -69,6 +69,7 @@ class Reader:
         "estimated",
         "runs",
         "step",
+        "keyset",
         "run_starts",
         "walk",
         "active",
@@ -118,6 +119,8 @@ class Reader:
         self.estimated = False
         self.runs: dict[int, int] = {}
         """Sequential-key runs: next key expected -> length of the run so far."""
+        self.keyset: tuple[str, int] | None = None
+        """The last filtered page with LIMIT: its text and first number (keyset walks)."""
         self.step = [0, 0, 0, 0]
         """Keys a fixed step apart, one after the other: [last key, step, length, since]."""
         self.run_starts: dict[int, int] = {}

@@ -93,12 +93,14 @@ def bulk_read(
     how: str,
     habitual_rows: int | None,
     expected: str | None,
+    guess: bool = False,
 ) -> Reason | None:
     """One statement read a large part of the table.
 
     `how` says where the row count came from ("logged by pgaudit", "estimated: SELECT * without
     WHERE"). A read no larger than the principal's own largest before, or by an expected
-    principal, is only noted (info).
+    principal, is only noted (info). A `guess` (a filtered read of unknown size) is at most a
+    warning: it may have read far fewer rows.
     """
     if table_rows:
         fraction = rows / table_rows
@@ -109,9 +111,12 @@ def bulk_read(
     if fraction < t.bulk_info:
         return None
     share = f"{rows:,} rows ({pct(fraction)} of the table)" if table_rows else "the whole table"
-    detail = f"one statement read {share}, {how}"
-    if fraction >= t.bulk_critical:
+    verb = "may have read up to" if guess else "read"
+    detail = f"one statement {verb} {share}, {how}"
+    if fraction >= t.bulk_critical and not guess:
         severity, strength = Severity.CRITICAL, _strength(fraction, t.bulk_critical, 1.0)
+    elif fraction >= t.bulk_critical:
+        severity, strength = Severity.WARNING, 1.0
     elif fraction >= t.bulk_warning:
         severity, strength = Severity.WARNING, _strength(fraction, t.bulk_warning, t.bulk_critical)
     else:

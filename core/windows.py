@@ -10,12 +10,14 @@ MINUTE_US = 60 * 1_000_000
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
 
-ROWS, MULTI, LOOKUPS, DENIED = 1, 2, 3, 4
-"""The columns of a window (index 0 of a bucket is its number)."""
+ROWS, MULTI, LOOKUPS, DENIED, SOFT = 1, 2, 3, 4, 5
+"""The columns of a window (index 0 of a bucket is its number): all rows; rows of multi-row reads
+known or firmly estimated; key lookups; denials; rows of filtered reads without LIMIT whose size
+pgaudit did not log (a soft estimate)."""
 
 
 class Window:
-    """Sums of rows, multi-row reads, key lookups and denials over the last `span_us`.
+    """Sums of rows, multi-row reads, key lookups, denials and soft estimates over `span_us`.
 
     Buckets are `width_us` wide. The window ends at the latest time added or asked for (event
     time moves forward; a late value lands in the newest bucket).
@@ -35,15 +37,17 @@ class Window:
         self.span = span_us // width_us
         self.width = width_us
         self.buckets: list[list[int]] = []
-        self.totals = [0, 0, 0, 0, 0]
+        self.totals = [0, 0, 0, 0, 0, 0]
         self.newest = -1
 
-    def add(self, time_us: int, rows: int, multi: int, lookups: int, denied: int) -> None:
+    def add(
+        self, time_us: int, rows: int, multi: int, lookups: int, denied: int, soft: int = 0
+    ) -> None:
         """Add one statement's numbers at `time_us`."""
         index = time_us // self.width
         buckets = self.buckets
         if not buckets or buckets[-1][0] < index:
-            buckets.append([index, rows, multi, lookups, denied])
+            buckets.append([index, rows, multi, lookups, denied, soft])
             if index > self.newest:
                 self.newest = index
                 self._expire(index)
@@ -53,14 +57,16 @@ class Window:
             bucket[2] += multi
             bucket[3] += lookups
             bucket[4] += denied
+            bucket[5] += soft
         totals = self.totals
         totals[1] += rows
         totals[2] += multi
         totals[3] += lookups
         totals[4] += denied
+        totals[5] += soft
 
     def total(self, column: int) -> int:
-        """The sum of a column (ROWS, MULTI, LOOKUPS, DENIED) over the window."""
+        """The sum of a column (ROWS, MULTI, LOOKUPS, DENIED, SOFT) over the window."""
         return self.totals[column]
 
     def advance(self, now_us: int) -> None:
@@ -90,3 +96,4 @@ class Window:
             totals[2] -= gone[2]
             totals[3] -= gone[3]
             totals[4] -= gone[4]
+            totals[5] -= gone[5]

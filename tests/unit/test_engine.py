@@ -448,3 +448,63 @@ def test_an_enumeration_with_a_fixed_step_is_caught(step: int) -> None:
     assert codes(finding) == ["sequential_keys"]
     last = 20_000 + step * 29
     assert f"30 key lookups on keys {abs(step)} apart 20000..{last}" in finding.reasons[0].detail
+
+
+def test_guesses_at_filtered_reads_never_page() -> None:
+    e = engine()
+    searches = [
+        ev(
+            at(0, 9, minute=i),
+            f"SELECT * FROM crm.client_list WHERE name LIKE 'S{i}%' LIMIT 500",
+            user="alice",
+            app="psql",
+            session="a",
+        )
+        for i in range(60)
+    ] + [
+        ev(
+            at(0, 10, minute=i),
+            "SELECT * FROM crm.client_list WHERE region = 'EU'",
+            user="alice",
+            app="psql",
+            session="a",
+        )
+        for i in range(30)
+    ]
+    found = run(e, searches)
+    assert max((f.severity for f in found), default=Severity.NONE) <= Severity.INFO
+    big = run(
+        e,
+        [
+            ev(
+                at(0, 11),
+                "SELECT * FROM crm.client_list WHERE region = 'EU' LIMIT 40000",
+                user="bob",
+                app="psql",
+                session="b",
+            )
+        ],
+    )
+    assert [f.severity for f in big] == [Severity.WARNING]
+    assert "may have read up to 40,000 rows (80% of the table), a guess" in (
+        big[0].reasons[0].detail
+    )
+
+
+def test_a_keyset_walk_counts_its_pages_in_full_without_logged_rows() -> None:
+    e = engine()
+    run(e, app_day(0) + app_day(1))
+    pages = [
+        ev(
+            at(2, 15, second=5 * i),
+            "SELECT * FROM crm.client_list WHERE id > $1 ORDER BY id LIMIT 1000",
+            params=(str(1000 * i),),
+            addr="203.0.113.7",
+            session="evil",
+        )
+        for i in range(40)
+    ]
+    found = run(e, pages)
+    critical = [f for f in found if f.severity is Severity.CRITICAL]
+    assert critical and "table_fraction" in codes(critical[0])
+    assert critical[0].time_us < pages[25].time_us  # before half of the 50,000 rows
