@@ -34,6 +34,15 @@ FINDING_FIELDS = [
     "reasons",
 ]
 APP = replace(READER, user="app", application_name="crm-web", host="10.0.0.1")
+REVOKE = audit_message(
+    "REVOKE SELECT ON crm.client_list FROM auditor;",
+    audit_type="SESSION",
+    class_="ROLE",
+    command="REVOKE",
+    object_type="",
+    object_name="",
+)
+"""The superuser ending object audit of the table (a ROLE record that names no table)."""
 
 
 def lookups(origin: Origin, day: int, count: int = 30, first_id: int = 1) -> bytes:
@@ -124,15 +133,7 @@ def test_an_unknown_table_size_is_said_on_stderr(tablewatch: Any) -> None:
 
 def test_tampering_in_the_log_is_a_critical_finding(tablewatch: Any) -> None:
     dba = replace(READER, user="postgres", application_name="psql")
-    message = audit_message(
-        "REVOKE SELECT ON crm.client_list FROM auditor;",
-        audit_type="SESSION",
-        class_="ROLE",
-        command="REVOKE",
-        object_type="",
-        object_name="",
-    )
-    log = write_log("postgresql.csv", csvlog(message, dba))
+    log = write_log("postgresql.csv", csvlog(REVOKE, dba))
     run = tablewatch("replay", "--table", "crm.client_list=100", log)
     [finding] = [json.loads(line) for line in run.out.splitlines()]
     assert finding["severity"] == "critical" and finding["user"] == "postgres"
@@ -172,18 +173,10 @@ def test_console_script_findings_error_is_one_line(argv: list[str]) -> None:
 def test_findings_are_the_same_from_every_log_format(tablewatch: Any, fmt: str) -> None:
     write = FORMATS[fmt]
     dba = replace(READER, user="postgres", application_name="psql", session_id="6b0b9ed0.1e99")
-    revoke = audit_message(
-        "REVOKE SELECT ON crm.client_list FROM auditor;",
-        audit_type="SESSION",
-        class_="ROLE",
-        command="REVOKE",
-        object_type="",
-        object_name="",
-    )
     log = write_log(
         f"postgresql.{fmt}",
         write(audit_message("SELECT *\n  FROM crm.client_list;"), READER)
-        + write(revoke, dba.at("2026-11-29 03:41:05.000 UTC")),
+        + write(REVOKE, dba.at("2026-11-29 03:41:05.000 UTC")),
     )
     run = tablewatch("replay", "--format", fmt, "--table", "crm.client_list=500", log)
     assert run.code == 0, run.err

@@ -120,6 +120,21 @@ def test_permission_denied_probing_is_info_then_a_warning_at_three() -> None:
     assert "3 statement(s) refused with permission denied" in found[1].reasons[0].detail
 
 
+def _dba(class_: str, command: str, statement: str) -> AccessEvent:
+    """A session-audit record by the superuser that names no table (as GRANT, SET... do)."""
+    return ev(
+        at(0, 1),
+        statement,
+        user="postgres",
+        app="psql",
+        class_=class_,
+        command=command,
+        kind=EventKind.CONTROL,
+        object_name="",
+        audit_type="SESSION",
+    )
+
+
 @pytest.mark.parametrize(
     ("class_", "command", "statement"),
     [
@@ -136,17 +151,7 @@ def test_audit_tampering_is_critical_at_its_record(
     class_: str, command: str, statement: str
 ) -> None:
     e = engine()
-    record = ev(
-        at(0, 1),
-        statement,
-        user="postgres",
-        app="psql",
-        class_=class_,
-        command=command,
-        kind=EventKind.CONTROL,
-        object_name="",
-        audit_type="SESSION",
-    )
+    record = _dba(class_, command, statement)
     [finding] = run(e, [record])
     assert finding.severity is Severity.CRITICAL and finding.time_us == at(0, 1)
     assert codes(finding) == ["audit_tamper"]
@@ -165,17 +170,7 @@ def test_audit_tampering_is_critical_at_its_record(
 )
 def test_harmless_changes_are_not_tampering(class_: str, command: str, statement: str) -> None:
     e = engine()
-    record = ev(
-        at(0, 1),
-        statement,
-        user="postgres",
-        app="psql",
-        class_=class_,
-        command=command,
-        kind=EventKind.CONTROL,
-        object_name="",
-        audit_type="SESSION",
-    )
+    record = _dba(class_, command, statement)
     assert run(e, [record]) == []
 
 

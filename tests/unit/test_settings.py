@@ -6,14 +6,12 @@ traceback; secrets are held as SecretStr and never shown.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, SecretStr
 
-import core.settings
 from core.durations import format_duration, parse_duration
 from core.settings import Settings, SettingsError, find_config, load_settings
 from core.tables import TableName
@@ -23,14 +21,9 @@ SECRET = "R0UT1NG-K3Y-s3cr3t"
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TABLEWATCH_* variable from the outside, no settings file found by the search path."""
-    for name in list(os.environ):
-        if name.upper().startswith("TABLEWATCH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(core.settings, "SEARCH_PATH", (Path("settings.toml"),))
-    monkeypatch.chdir(tmp_path)
+def clean_environment(isolated: Path) -> None:
+    """No TABLEWATCH_* variable from the outside, no settings file found by the search path
+    (tests/unit/conftest.py)."""
 
 
 def write_settings(tmp_path: Path, text: str | bytes, name: str = "settings.toml") -> Path:
