@@ -387,7 +387,16 @@ class LogTail:
         It must start with the same bytes and hold, just before that position, the bytes we read
         last: a new log that merely starts with the same line is not a copy.
         """
-        if f.offset == 0 or size < f.offset or f.head_len <= 0 or f.tail_len <= 0:
+        if f.head_len <= 0 or size < max(f.offset, f.head_len):
+            return False
+        if f.offset == 0:
+            # nothing read of it yet: a file that starts as it started holds what it held
+            try:
+                length, sha = _head_of(path, f.head_len)
+            except OSError:
+                return False
+            return length == f.head_len and sha == f.head_sha
+        if f.tail_len <= 0:
             return False
         try:
             length, sha = _head_of(path, f.head_len)
@@ -409,17 +418,22 @@ class LogTail:
         self._cur = f
         self._known[f.key] = f
         self._pending = b""
-        # The head is what we have read from the start of this incarnation of the file: a head
-        # taken at scan time could be from content since truncated (log_truncate_on_rotation).
+        # The head is what we have read from the start of this incarnation of the file. Opened
+        # at its start, the file keeps the head it had when it was looked at (scan, checkpoint)
+        # until the first read replaces it: a file rewritten between the look and the read
+        # (copytruncate under way, a name reused) is then seen as truncated, and its copy, which
+        # starts with that head, holds what was there. The checkpoint carries it across restarts.
         if f.offset == 0:
             self._head = b""
+            if f.head_len < 0:
+                f.head_len, f.head_sha = 0, _sha(b"")
         else:
             self._head = os.pread(self._fd, min(f.head_len, HEAD_BYTES), 0)
             if _sha(self._head) != f.head_sha or len(self._head) != f.head_len:
                 self.note(f"{f.path}: rewritten since it was last read; reading it from the start")
                 f.restart()
                 self._head = b""
-        f.head_len, f.head_sha = len(self._head), _sha(self._head)
+            f.head_len, f.head_sha = len(self._head), _sha(self._head)
         # the bytes just before our position: how a copy of this file is told from a look-alike
         back = min(_RECENT, f.offset)
         self._recent = os.pread(self._fd, back, f.offset - back) if back else b""

@@ -740,3 +740,32 @@ async def test_checkpoint_saved_and_loaded_resumes_exactly(tmp_path: Path) -> No
         await again.settle()
     assert again.ids == [6, 7, 8]
     assert again.tail.notes() == []
+
+
+async def test_copytruncate_between_choosing_a_file_and_reading_it_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    """The consumer stopped right after the tail moved to a new log (its checkpoint: that log,
+    offset 0), before a byte of it was read; logrotate then copied and truncated it and the server
+    wrote on. The log's first content is in the copy: read that first, then the new, once."""
+    log = tmp_path / "postgresql.csv"
+    log.write_bytes(records(range(1, 4)))
+    async with Run(make_tail(log, start="beginning"), max_batches=2) as run:
+        await run.read(range(1, 4))
+        os.rename(log, tmp_path / "postgresql.csv.1")
+        log.write_bytes(records(range(6, 9)))
+        await run.until(lambda r: len(r.checkpoints) == 2)
+    current = next(
+        f for f in run.checkpoint["files"] if [f["dev"], f["ino"]] == run.checkpoint["current"]
+    )
+    assert current["path"] == str(log), run.checkpoint
+    assert current["offset"] == 0 and run.ids == [1, 2, 3]
+    append(log, records([9]))
+    shutil.copyfile(log, tmp_path / "postgresql.csv.2")
+    os.truncate(log, 0)
+    append(log, records([10]))
+    async with Run(make_tail(log, checkpoint=run.checkpoint)) as again:
+        await again.read(range(6, 11))
+        await again.settle()
+    assert again.ids == [6, 7, 8, 9, 10]
+    assert again.tail.health().lost_bytes == 0
