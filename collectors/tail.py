@@ -409,11 +409,10 @@ class LogTail:
 
     def _open(self, f: _File) -> None:
         self._close()
-        try:
-            self._fd = os.open(f.path, os.O_RDONLY)
-        except OSError as exc:
-            self._error = f"{f.path}: cannot open: {exc.strerror}"
+        fd = self._open_inode(f)
+        if fd is None:
             return
+        self._fd = fd
         self._error = ""
         self._cur = f
         self._known[f.key] = f
@@ -425,8 +424,12 @@ class LogTail:
         # starts with that head, holds what was there. The checkpoint carries it across restarts.
         if f.offset == 0:
             self._head = b""
-            if f.head_len < 0:
-                f.head_len, f.head_sha = 0, _sha(b"")
+            if f.head_len < HEAD_BYTES:
+                head = os.pread(fd, HEAD_BYTES, 0)
+                if f.head_len <= 0 or _sha(head[: f.head_len]) == f.head_sha:
+                    # still as seen, maybe longer now: the longer head tells a copy better
+                    f.head_len, f.head_sha = len(head), _sha(head)
+                # else rewritten since it was seen: the first read will find it truncated
         else:
             self._head = os.pread(self._fd, min(f.head_len, HEAD_BYTES), 0)
             if _sha(self._head) != f.head_sha or len(self._head) != f.head_len:
@@ -440,6 +443,28 @@ class LogTail:
         f.tail_len, f.tail_sha = len(self._recent), _sha(self._recent)
         self._parser = None
         self._last_growth = time.monotonic()
+
+    def _open_inode(self, f: _File) -> int | None:
+        """A descriptor of the very file `f` (its device and inode), wherever it now is: the name
+        seen at the scan may have been rotated onto another file since."""
+        for path in (f.path, None):
+            if path is None:
+                path = self._find_inode(f)
+                if path is None:
+                    self._error = f"{f.path}: rotated away before it could be opened"
+                    return None
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                self._error = f"{path}: cannot open: {exc.strerror}"
+                return None
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == f.key:
+                f.path = path
+                return fd
+            os.close(fd)
+        self._error = f"{f.path}: rotated while being opened"
+        return None
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -579,6 +604,11 @@ class LogTail:
                     known.restart()
                     self._fill_head(known)
                     self._remember(known)
+                elif known.offset == 0 and known.head_len < min(f.size, HEAD_BYTES):
+                    # nothing read of it yet, and it has grown since we looked: how it starts now
+                    # is what a copytruncate copy of it would start with
+                    known.head_len = -1
+                    self._fill_head(known)
                 f = known
             else:
                 if not self._fill_head(f):

@@ -769,3 +769,29 @@ async def test_copytruncate_between_choosing_a_file_and_reading_it_loses_and_dou
         await again.settle()
     assert again.ids == [6, 7, 8, 9, 10]
     assert again.tail.health().lost_bytes == 0
+
+
+async def test_a_rotation_between_choosing_a_file_and_opening_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log is renamed away and a new one created just after the tail chose it by name: the
+    tail opens the file it chose (by its inode, under its new name), then the new one."""
+    log = tmp_path / "postgresql.csv"
+    log.write_bytes(records(range(1, 4)))
+    choose = LogTail._next_file
+    rotated = False
+
+    def racing(self: LogTail) -> Any:
+        nonlocal rotated
+        chosen = choose(self)
+        if chosen is not None and not rotated and chosen.path == str(log):
+            rotated = True
+            os.rename(log, tmp_path / "postgresql.csv.1")
+            log.write_bytes(records(range(4, 6)))
+        return chosen
+
+    monkeypatch.setattr(LogTail, "_next_file", racing)
+    async with Run(make_tail(log, start="beginning")) as run:
+        await run.read(range(1, 6))
+        await run.settle()
+    assert rotated and run.ids == [1, 2, 3, 4, 5]
