@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
-import hashlib
 import heapq
 import itertools
 import json
@@ -67,6 +66,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the record writers are shared with the detection scenarios
+from tests.scenario.csvlog import Stamps, audit_csv, audit_params, lit, query_id, row  # noqa: E402
+
 WATCHED = "crm.client_list"
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "bench-1m.csv"
 START = datetime(2026, 11, 28, 0, 0, 0, tzinfo=UTC)
@@ -79,36 +82,6 @@ HOURLY_INTENSITY = [0.25] * 6 + [0.5, 1.0] + [1.7] * 10 + [1.2, 0.8] + [0.4] * 4
 # --------------------------------------------------------------------------------------------
 # Quoting, exactly as the servers do it
 # --------------------------------------------------------------------------------------------
-
-
-def lit(s: str) -> str:
-    """csvlog.c appendCSVLiteral: always quoted, inner quotes doubled."""
-    if '"' in s:
-        s = s.replace('"', '""')
-    return f'"{s}"'
-
-
-def audit_csv(s: str) -> str:
-    """pgaudit append_valid_csv: quoted only when it holds a comma, quote, CR or LF."""
-    if "," in s or '"' in s or "\n" in s or "\r" in s:
-        return '"' + s.replace('"', '""') + '"'
-    return s
-
-
-def audit_params(values: list[str | None]) -> str:
-    """pgaudit's PARAMETER field for a bound statement (log_parameter = on)."""
-    if not values:
-        return "<none>"
-    # A NULL parameter is skipped: nothing between its commas.
-    joined = ",".join("" if v is None else audit_csv(v) for v in values)
-    return audit_csv(joined)
-
-
-def query_id(text: str) -> int:
-    """A stable, signed 64-bit stand-in for the query jumble hash."""
-    return int.from_bytes(
-        hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True
-    )
 
 
 def pg_param_detail(values: list[str | None]) -> str:
@@ -134,7 +107,7 @@ class Statement:
     ) -> None:
         self.text = text
         self.quoted = audit_csv(text)
-        self.qid = str(query_id(text))
+        self.qid = query_id(text)
         self.tag = lit(tag)
         self.cls = cls
         self.command = command
@@ -357,8 +330,7 @@ class Generator:
         # connection lines), so stretch the gap to make N records cover about span_hours.
         self.mean_gap = 1.09 * span_hours * 3_600_000 / max(records, 1)
         self._pid = 21_000
-        self._sec = -1
-        self._sec_str = ""
+        self._stamps = Stamps()
         self._seq = itertools.count()
         self.sched: list[tuple[int, int, Callable[[], None]]] = []
         rng = self.rng
@@ -390,11 +362,7 @@ class Generator:
         return self._pid
 
     def now(self) -> str:
-        sec, ms = divmod(self.t, 1000)
-        if sec != self._sec:
-            self._sec = sec
-            self._sec_str = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{self._sec_str}.{ms:03d} UTC"
+        return self._stamps(self.t)
 
     def emit(
         self,
@@ -410,13 +378,20 @@ class Generator:
         vxid: str = "",
         qid: str = "0",
     ) -> None:
-        s.line += 1
-        d = "" if detail is None else lit(detail)
-        c = "" if context is None else lit(context)
-        q = "" if query is None else lit(query)
         self.buf.append(
-            f"{self.now()}{s.head}{s.line},{tag},{s.start_str},{vxid},0,{sev},{state},{lit(msg)},"
-            f"{d},,,,{c},{q},,{s.tail}{qid}\n"
+            row(
+                self.now(),
+                s,
+                tag,
+                msg,
+                sev=sev,
+                state=state,
+                detail=detail,
+                context=context,
+                query=query,
+                vxid=vxid,
+                qid=qid,
+            )
         )
         self.count += 1
 
@@ -762,7 +737,7 @@ class Generator:
                 state="42501",
                 query=text,
                 vxid=s.vxid(),
-                qid=str(query_id(text)),
+                qid=query_id(text),
             )
         self.t += 3000
         self.disconnect(s)

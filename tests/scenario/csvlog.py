@@ -6,7 +6,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from tests.scenario.constants import WATCHED
 from tests.scenario.manifest import Principal
@@ -32,15 +32,18 @@ def audit_csv(s: str) -> str:
     return s
 
 
-def audit_params(values: Sequence[str]) -> str:
-    """pgaudit's PARAMETER field of a bound statement (log_parameter = on).
+def audit_params(values: Sequence[str | None]) -> str:
+    """pgaudit's PARAMETER field of a bound statement (log_parameter = on); a NULL (None) is
+    skipped: nothing between its commas.
 
     >>> audit_params([]), audit_params(["7"]), audit_params(["1000", "5000"])
     ('<none>', '7', '"1000,5000"')
+    >>> audit_params(["1", None])
+    '"1,"'
     """
     if not values:
         return "<none>"
-    return audit_csv(",".join(audit_csv(v) for v in values))
+    return audit_csv(",".join("" if v is None else audit_csv(v) for v in values))
 
 
 def query_id(text: str) -> str:
@@ -163,6 +166,47 @@ class Pids:
         return self.pid
 
 
+class Stamps:
+    """csvlog's `log_time` of an event time in ms, the part up to the second cached."""
+
+    def __init__(self) -> None:
+        self._sec = -1
+        self._sec_str = ""
+
+    def __call__(self, ms_since_epoch: int) -> str:
+        sec, ms = divmod(ms_since_epoch, 1000)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_str = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{self._sec_str}.{ms:03d} UTC"
+
+
+def row(
+    stamp: str,
+    s: Any,
+    tag: str,
+    msg: str,
+    *,
+    sev: str = "LOG",
+    state: str = "00000",
+    detail: str | None = None,
+    context: str | None = None,
+    query: str | None = None,
+    vxid: str = "",
+    qid: str = "0",
+) -> str:
+    """One csvlog row (26 columns) of backend `s` (its `head`, `line`, `start_str`, `tail`),
+    which counts the line."""
+    s.line += 1
+    d = "" if detail is None else lit(detail)
+    c = "" if context is None else lit(context)
+    q = "" if query is None else lit(query)
+    return (
+        f"{stamp}{s.head}{s.line},{tag},{s.start_str},{vxid},0,{sev},{state},"
+        f"{lit(msg)},{d},,,,{c},{q},,{s.tail}{qid}\n"
+    )
+
+
 class Log:
     """The csvlog writer: one row per record, buffered; counts what it wrote."""
 
@@ -174,15 +218,10 @@ class Log:
         self.audits = 0
         self.t = 0
         """The current event time (ms); the scheduler sets it."""
-        self._sec = -1
-        self._sec_str = ""
+        self._stamps = Stamps()
 
     def stamp(self) -> str:
-        sec, ms = divmod(self.t, 1000)
-        if sec != self._sec:
-            self._sec = sec
-            self._sec_str = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{self._sec_str}.{ms:03d} UTC"
+        return self._stamps(self.t)
 
     def emit(
         self,
@@ -198,13 +237,20 @@ class Log:
         vxid: str = "",
         qid: str = "0",
     ) -> None:
-        s.line += 1
-        d = "" if detail is None else lit(detail)
-        c = "" if context is None else lit(context)
-        q = "" if query is None else lit(query)
         self.buf.append(
-            f"{self.stamp()}{s.head}{s.line},{tag},{s.start_str},{vxid},0,{sev},{state},"
-            f"{lit(msg)},{d},,,,{c},{q},,{s.tail}{qid}\n"
+            row(
+                self.stamp(),
+                s,
+                tag,
+                msg,
+                sev=sev,
+                state=state,
+                detail=detail,
+                context=context,
+                query=query,
+                vxid=vxid,
+                qid=qid,
+            )
         )
         self.records += 1
         if len(self.buf) >= 8192:
