@@ -14,8 +14,9 @@ from collections.abc import Callable
 from core.baselines import MAX_HOUR_LOOKUPS, MAX_HOUR_MULTI, MAX_STATEMENT_ROWS, MULTI_ROWS
 from core.events import AccessEvent
 from core.findings import Code, Reason, Severity
-from core.plans import how_measured, int_param
+from core.plans import how_measured
 from core.readers import Reader
+from core.rows import int_param
 from core.shapes import Shape, ShapeKind
 from core.signals import (
     Thresholds,
@@ -199,11 +200,10 @@ class Alarms:
         """Whether a filtered read with LIMIT is the next page of a keyset walk: the same text
         again with a larger first number among its parameters (`WHERE id > $1 ... LIMIT n`).
         A page of a walk is full; a lone filtered read with LIMIT may return far fewer rows."""
-        value = None
-        for p in parameters or ():
-            if p.isascii() and p.isdigit() and len(p) < 19:
-                value = int(p)
-                break
+        params = parameters or ()
+        value = next(
+            (v for i in range(len(params)) if (v := int_param(params, i)) is not None), None
+        )
         if value is None or statement is None:
             return False
         walk = r.keyset

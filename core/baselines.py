@@ -29,7 +29,7 @@ class Habit:
     per statement) and hands the hour over when the next one starts (`add_hour`).
     """
 
-    __slots__ = ("first_us", "last_us", "hours", "days", "days_active", "_today", "_today_hours")
+    __slots__ = ("first_us", "last_us", "hours", "days", "_today", "_today_hours")
 
     def __init__(self, first_us: int) -> None:
         self.first_us = first_us
@@ -39,7 +39,6 @@ class Habit:
         it (today is added when the day ends)."""
         self.days: dict[int, list[int]] = {}
         """Day number (since the epoch) -> stats, the last KEEP_DAYS days with activity."""
-        self.days_active = 0
         self._today = -1
         self._today_hours = 0
         """Bit h set: active at hour h today (folded into `hours` when the day ends)."""
@@ -63,7 +62,6 @@ class Habit:
         day = self.days.get(day_index)
         if day is None:
             day = self.days[day_index] = [0, 0, 0, 0, 0, 0]
-            self.days_active += 1
             if len(self.days) > KEEP_DAYS:
                 del self.days[min(self.days)]
         day[STATEMENTS] += statements
@@ -111,7 +109,6 @@ class Habit:
             self.last_us,
             list(self.hours),
             {str(k): list(v) for k, v in self.days.items()},
-            self.days_active,
             self._today,
             self._today_hours,
         )
@@ -122,7 +119,6 @@ class Habit:
         habit.last_us = record.last_us
         habit.hours = list(record.hours)[:24] + [0] * max(0, 24 - len(record.hours))
         habit.days = {int(k): (list(v) + [0] * 6)[:6] for k, v in record.days.items()}
-        habit.days_active = record.days_active
         habit._today = record.today
         habit._today_hours = record.today_hours
         return habit
@@ -135,7 +131,6 @@ class HabitRecord(msgspec.Struct, array_like=True):
     last_us: int
     hours: list[int]
     days: dict[str, list[int]]
-    days_active: int
     today: int
     today_hours: int
 

@@ -248,7 +248,7 @@ class Engine:
                 params = e.parameters
                 if params is not None and key_param < len(params):
                     value = params[key_param]
-                    if value.isascii() and value.isdigit() and len(value) < 19:
+                    if value.isascii() and value.isdigit() and len(value) < 19:  # int_param
                         alarms.key(r, int(value), t, size)
             elif plan.shape.key_literal is not None:
                 alarms.key(r, plan.shape.key_literal, t, size)

@@ -26,7 +26,6 @@ __all__ = [
     "Sizes",
     "TableSize",
     "how_measured",
-    "int_param",
 ]
 
 
@@ -132,19 +131,6 @@ class Plans:
                 self.by_text.clear()
             self.by_text[statement] = plan
         return plan
-
-
-def int_param(params: tuple[str, ...], index: int) -> int | None:
-    """The parameter at `index` as a non-negative integer, if it is one.
-
-    >>> int_param(("10", "x"), 0), int_param(("10", "x"), 1), int_param(("10",), 3)
-    (10, None, None)
-    """
-    if index < len(params):
-        value = params[index]
-        if value.isascii() and value.isdigit():
-            return int(value)
-    return None
 
 
 def how_measured(shape: Shape, estimated: bool, size: int | None, soft: bool = False) -> str:

@@ -61,7 +61,6 @@ class Reader:
         "role",
         "window",
         "day",
-        "first_us",
         "last_us",
         "expected_note",
         "statements",
@@ -101,7 +100,7 @@ class Reader:
         habit: Habit,
         role: Role,
         window: Window,
-        first_us: int,
+        seen_us: int,
         expected_note: str | None,
     ) -> None:
         self.key = key
@@ -111,8 +110,7 @@ class Reader:
         """The last hour in 5-minute buckets: rows, multi-row reads, key lookups, denials."""
         self.day: Window | None = None
         """The last 24 h in hourly buckets, made on the first multi-row read."""
-        self.first_us = first_us
-        self.last_us = first_us
+        self.last_us = seen_us
         self.expected_note = expected_note
         self.statements = 0
         self.denied = 0

@@ -27,7 +27,7 @@ def estimate_rows(
     kind = shape.kind
     limit = shape.limit
     if limit is None and shape.limit_param is not None and parameters is not None:
-        limit = _int(parameters, shape.limit_param)
+        limit = int_param(parameters, shape.limit_param)
     if kind is ShapeKind.KEY_LOOKUP:
         if shape.in_list is not None:
             rows = shape.in_list
@@ -53,16 +53,17 @@ def estimate_rows(
     return rows
 
 
-def integer_key(shape: Shape, parameters: tuple[str, ...] | None) -> int | None:
-    """The integer key a key lookup asked for (from its parameters or its literal)."""
-    if shape.key_param is not None and parameters is not None:
-        return _int(parameters, shape.key_param)
-    return shape.key_literal
+def int_param(params: tuple[str, ...], index: int) -> int | None:
+    """The parameter at `index` as a non-negative integer (ASCII digits, below 10**18), if it is
+    one.
 
-
-def _int(parameters: tuple[str, ...], index: int) -> int | None:
-    if index < len(parameters):
-        value = parameters[index]
+    >>> int_param(("10", "x"), 0), int_param(("10", "x"), 1), int_param(("10",), 3)
+    (10, None, None)
+    >>> int_param(("²",), 0), int_param(("9" * 40,), 0)
+    (None, None)
+    """
+    if index < len(params):
+        value = params[index]
         if value.isascii() and value.isdigit() and len(value) < 19:
             return int(value)
     return None

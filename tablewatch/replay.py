@@ -99,20 +99,9 @@ def _replay_findings(
     builder = EventBuilder(WatchedTables(opts.tables), stats, control=True)
     found: list[Finding] = []
     status = EXIT_OK
-
-    def consume(events: list[AccessEvent]) -> None:
-        found.extend(engine.process(events))
-
     for path, fmt in formats:
         try:
-            start = 0
-            if worth_it(path, fmt):
-                resume = events_parallel(path, opts.tables, stats, consume)
-                if resume is None:
-                    continue
-                start = resume
-            for batch in read_events(path, fmt, builder, opts.log_line_prefix, start):
-                consume(batch)
+            found.extend(feed(engine, path, fmt, builder, opts.log_line_prefix))
         except LogFileError as exc:
             print(f"tablewatch replay: {exc}", file=err)
             status = EXIT_USAGE
@@ -141,6 +130,32 @@ def _replay_findings(
                 file=err,
             )
     return status
+
+
+def feed(
+    engine: Engine, path: Path, fmt: str, builder: EventBuilder, log_line_prefix: str
+) -> list[Finding]:
+    """The findings of one log file fed to `engine` in file order; a large csvlog is parsed on
+    every core. `builder` (with control records) parses what the fast path leaves.
+
+    Raises:
+        LogFileError: the file cannot be read to its end.
+    """
+    found: list[Finding] = []
+
+    def consume(events: list[AccessEvent]) -> None:
+        found.extend(engine.process(events))
+
+    start = 0
+    if worth_it(path, fmt):
+        tables = list(engine.config.tables)
+        resume = events_parallel(path, tables, builder.stats, consume)
+        if resume is None:
+            return found
+        start = resume
+    for batch in read_events(path, fmt, builder, log_line_prefix, start):
+        consume(batch)
+    return found
 
 
 def _report_problems(stats: ParseStats, err: TextIO) -> None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors.events import EventBuilder, ParseStats
-from collectors.logfile import read_events
 from core.engine import Engine, EngineConfig
 from core.findings import Finding, Severity
 from core.settings import ExpectedPrincipal
 from core.tables import TableName, WatchedTables
+from tablewatch.replay import feed
 from tests.scenario import Attack, Manifest
 
 SECOND_US = 1_000_000
@@ -123,9 +123,7 @@ def replay(path: Path, config: EngineConfig) -> tuple[list[Finding], int, int]:
     stats = ParseStats()
     builder = EventBuilder(WatchedTables(config.tables), stats, control=True)
     engine = Engine(config)
-    found: list[Finding] = []
-    for batch in read_events(path, "csvlog", builder, ""):
-        found.extend(engine.process(batch))
+    found = feed(engine, path, "csvlog", builder, "")
     found.sort(key=lambda f: f.time_us)
     return found, engine.events, stats.malformed
 
