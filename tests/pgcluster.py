@@ -121,6 +121,19 @@ def available() -> str | None:
     return None
 
 
+def require_postgres() -> None:
+    """Skip the test without PostgreSQL + pgaudit, except under CI (``CI`` set), where that is a
+    failure: CI must never go green by skipping the real thing."""
+    import pytest  # only the tests need it
+
+    reason = available()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL + pgaudit required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that was free on ``host`` a moment ago (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

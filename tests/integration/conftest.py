@@ -8,27 +8,17 @@ an error: CI must never go green by skipping the real thing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.pgcluster import PgCluster, available
-
-
-def _require_postgres() -> None:
-    reason = available()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL + pgaudit required under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+from tests.pgcluster import PgCluster, require_postgres
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A started cluster shared by the session; stopped (and its directory removed) at the end."""
-    _require_postgres()
+    require_postgres()
     with PgCluster() as cluster:
         yield cluster
 
@@ -36,7 +26,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def pg_factory() -> Iterator[Callable[[dict[str, str]], PgCluster]]:
     """``make(settings)`` starts another cluster with those GUCs; all are stopped at teardown."""
-    _require_postgres()
+    require_postgres()
     clusters: list[PgCluster] = []
 
     def make(settings: dict[str, str]) -> PgCluster:

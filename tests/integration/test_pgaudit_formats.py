@@ -41,7 +41,7 @@ from collectors.events import EventBuilder, ParseStats
 from collectors.logfile import detect_format, read_events
 from core.events import AccessEvent, EventKind
 from core.tables import TableName, WatchedTables
-from tests.pgcluster import LOG_FORMATS, PgCluster, available
+from tests.pgcluster import LOG_FORMATS, PgCluster, require_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -308,16 +308,6 @@ def huge_statement(size: int = 100 * 1024) -> str:
     statement = f"SELECT id FROM crm.client_list WHERE id IN ({', '.join(ids)})"
     assert len(statement) >= size
     return statement
-
-
-def require_postgres() -> None:
-    """Skip without PostgreSQL + pgaudit, except under CI (same rule as conftest.py)."""
-    reason = available()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL + pgaudit required under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def parse_log(path: Path, fmt: str) -> Parsed:
