@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from replay_bench import TABLEWATCH, ensure_file, measure, warm  # noqa: E402
+from replay_bench import TABLEWATCH, commands, ensure_file, measure, warm  # noqa: E402
 
 from tests.detection_check import REQUIRED, Report, run_scenario  # noqa: E402
 from tests.scenario import generate  # noqa: E402
@@ -47,16 +47,7 @@ def speed(repeat: int) -> list[str]:
     warm(path)
     records = int(manifest["records"])
     commands = {
-        "replay --events": [
-            str(TABLEWATCH),
-            "replay",
-            "--events",
-            "--format",
-            "csvlog",
-            "--table",
-            WATCHED,
-            str(path),
-        ],
+        "replay --events": commands(path, OUT, "bin")["tablewatch"],  # the replay bench's
         "replay (findings)": [
             str(TABLEWATCH),
             "replay",
