@@ -46,7 +46,7 @@ def speed(repeat: int) -> list[str]:
     manifest = ensure_file(path, 1_000_000, None)
     warm(path)
     records = int(manifest["records"])
-    commands = {
+    tools = {
         "replay --events": commands(path, OUT, "bin")["tablewatch"],  # the replay bench's
         "replay (findings)": [
             str(TABLEWATCH),
@@ -60,7 +60,7 @@ def speed(repeat: int) -> list[str]:
     }
     best: dict[str, tuple[float, int | None]] = {}
     for _ in range(repeat):
-        for name, cmd in commands.items():
+        for name, cmd in tools.items():
             run = measure(cmd)
             if run.rc != 0:
                 raise SystemExit(f"{name} failed ({run.rc}): {run.stderr_tail}")
@@ -89,7 +89,7 @@ def speed(repeat: int) -> list[str]:
         f"slower (target: at most 30% slower): {verdict}. In time: {ratio:.2f}x (a 30% time "
         f"margin would be 1.30x: {'met' if ratio <= 1.3 else 'missed'}).",
     ]
-    lines += ["", "Commands:", ""] + [f"- `{' '.join(_short(c))}`" for c in commands.values()]
+    lines += ["", "Commands:", ""] + [f"- `{' '.join(_short(c))}`" for c in tools.values()]
     return lines
 
 
