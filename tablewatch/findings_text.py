@@ -7,7 +7,7 @@ import shutil
 import textwrap
 from typing import TextIO
 
-from tablewatch.safetext import safe
+from tablewatch.safetext import ELLIPSIS, safe
 
 
 def print_findings(json_lines: bytes, out: TextIO, width: int | None = None) -> int:
@@ -22,6 +22,9 @@ def print_findings(json_lines: bytes, out: TextIO, width: int | None = None) -> 
             f"{safe(finding['user'], 32)}@{safe(finding['client_addr'] or '?', 40)} "
             f"{safe(finding['application_name'] or '-', 40)}"
         )
+        room = width - 1 - 24  # after "HH:MM:SS  SEVERITY SCO  "
+        if len(who) > room:
+            who = who[: room - 1] + ELLIPSIS
         print(
             f"{finding['time'][11:19]}  {finding['severity'].upper():<8} {finding['score']:>3}  "
             f"{who}",

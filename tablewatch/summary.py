@@ -9,7 +9,7 @@ from typing import TextIO
 from collectors.events import ParseStats
 from core.events import AccessEvent, EventKind, IsoFormatter
 from core.tables import TableName
-from tablewatch.safetext import safe
+from tablewatch.safetext import ELLIPSIS, safe
 
 
 @dataclass
@@ -65,6 +65,8 @@ class Readers:
         )
         for (user, addr, app), r in ranked:
             who = f"{safe(user, 12)}@{safe(addr or '?', 15)} {safe(app or '-', 12)}"
+            if len(who) > 30:  # the row fits 80 columns
+                who = who[:29] + ELLIPSIS
             rows = f"{r.rows:,}" if r.rows_known else "?"
             share = f"{100 * r.rows / size:.0f}%" if size and r.rows_known else ""
             top = r.commands.most_common(1)
