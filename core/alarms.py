@@ -74,6 +74,20 @@ class Alarms:
         r.next_expiry = min((held[1] for held in r.active.values()), default=_NEVER)
         r.reported = max((held[0].severity for held in r.active.values()), default=Severity.NONE)
 
+    def forgive(self, r: Reader, note: str, t: int) -> None:
+        """The principal was declared expected: drop its reasons (audit tampering is never a
+        habit: kept) and let what it read so far stop counting towards window findings."""
+        r.expected_note = note
+        r.window.advance(t)
+        r.spent_hour = r.window.totals[MULTI]
+        if r.day is not None:
+            r.day.advance(t)
+            r.spent_day = r.day.totals[MULTI]
+        r.active = {code: held for code, held in r.active.items() if code == Code.AUDIT_TAMPER}
+        r.next_expiry = min((held[1] for held in r.active.values()), default=_NEVER)
+        r.reported = max((held[0].severity for held in r.active.values()), default=Severity.NONE)
+        r.changed = False
+
     # levels ---------------------------------------------------------------------------------------
 
     def arm(self, r: Reader, t: int, hour: int, size: int | None) -> None:

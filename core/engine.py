@@ -20,7 +20,7 @@ from pathlib import Path
 from core.alarms import Alarms
 from core.baselines import LOOKUPS, Baselines
 from core.events import AccessEvent, EventKind
-from core.findings import Finding, ReaderView, Severity, Snapshot
+from core.findings import Finding, Severity
 from core.plans import NO_PLAN, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
@@ -28,6 +28,7 @@ from core.rows import estimate_rows
 from core.settings import ExpectedPrincipal, Settings
 from core.shapes import ShapeCache
 from core.signals import Thresholds, denied, lookup_volume, tamper
+from core.snapshot import ReaderView, Snapshot, TableView
 from core.tables import TableName, WatchedTables
 from core.tamper import TamperDetector
 from core.windows import DAY_US, DENIED, HOUR_US, ROWS, Window
@@ -332,7 +333,10 @@ class Engine:
                 r.day.advance(now)
             views.append(self._view(r, now))
         views.sort(key=lambda v: (v.severity, v.score, v.last_seen_us), reverse=True)
-        return Snapshot(now, tuple(views), tuple(self._findings), self.events, self.learning(now))
+        tables = tuple(TableView(str(t), self.table_rows(str(t))) for t in self.config.tables)
+        return Snapshot(
+            now, tuple(views), tuple(self._findings), self.events, self.learning(now), tables
+        )
 
     def _view(self, r: Reader, now: int) -> ReaderView:
         severity, score, reasons = r.assess()
@@ -353,7 +357,27 @@ class Engine:
             r.last_us,
             r.expected_note,
             r.window.series(ROWS, now, 12),
+            r.day.series(ROWS, now, 24) if r.day is not None else (),
         )
+
+    # operator actions ---------------------------------------------------------------------------
+
+    def mark_expected(self, user: str, client_addr: str, application_name: str, note: str) -> int:
+        """An operator declares the principal known (as an `[[expected]]` rule for exactly it).
+
+        Its readers drop the reasons they hold (audit tampering excepted: that is never a habit)
+        and what they read so far stops counting towards window findings. Returns how many live
+        readers it touched.
+        """
+        self._principals.mark(user, client_addr, application_name, note)
+        touched = 0
+        for key, r in self._readers.items():
+            if key[0] == user and key[1] == client_addr and key[2] == application_name:
+                self._alarms.forgive(r, note, self.now_us)
+                if r.hour >= 0:  # levels for the rest of the hour, now with the note
+                    self._alarms.arm(r, self.now_us, r.hour, self.table_rows(key[3]))
+                touched += 1
+        return touched
 
     def save(self, directory: Path) -> Path:
         """Persist the baselines to `directory` (the state dir), the current hour included."""

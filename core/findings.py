@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -124,43 +124,3 @@ class Finding:
             "table": p.table,
             "reasons": [r.contract() for r in self.reasons],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class ReaderView:
-    """One reader of a watched table, as a snapshot shows it."""
-
-    principal: PrincipalKey
-    severity: Severity
-    score: int
-    reasons: tuple[Reason, ...]
-    statements: int
-    """Statements on the table since first seen (this run)."""
-    denied: int
-    rows_hour: int
-    """Rows read in the last hour (logged or estimated), key lookups included."""
-    rows_day: int
-    fraction_hour: float | None
-    """rows_hour over the table's size; None when the size is unknown."""
-    rows_estimated: bool
-    """Some of the rows were estimated from statement shapes (pgaudit did not log them)."""
-    first_seen_us: int
-    last_seen_us: int
-    expected: str | None
-    """The `[[expected]]` note when the principal is a known one."""
-    recent: tuple[int, ...] = field(default=())
-    """Rows per 5-minute slot over the last hour, oldest first (a sparkline)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything the engine knows at `taken_us`, immutable: consumers never see it change."""
-
-    taken_us: int
-    readers: tuple[ReaderView, ...]
-    """Most anomalous first."""
-    findings: tuple[Finding, ...]
-    """The most recent findings, oldest first."""
-    events: int
-    learning: bool
-    """Still inside the learning period: habit signals are recorded, not raised."""

@@ -34,7 +34,7 @@ __all__ = ["FORGET_US", "READER_IDLE_US", "Key", "Principals"]
 class Principals:
     """The readers by principal and table, and the roles they belong to."""
 
-    __slots__ = ("baselines", "readers", "roles", "_networks")
+    __slots__ = ("baselines", "readers", "roles", "marked", "_networks")
 
     def __init__(self, baselines: Baselines, expected: Iterable[ExpectedPrincipal]) -> None:
         self.baselines = baselines
@@ -42,6 +42,8 @@ class Principals:
         """The live set: readers seen lately or holding a reason."""
         self.roles: dict[tuple[str, str], Role] = {}
         """By (user, table)."""
+        self.marked: dict[tuple[str, str, str], str] = {}
+        """Principals an operator declared expected, with the note."""
         self._networks = [
             (ipaddress.ip_network(e.client_addr, strict=False) if e.client_addr else None, e)
             for e in expected
@@ -92,8 +94,16 @@ class Principals:
             role = self.roles[(user, table)] = Role()
         return role
 
+    def mark(self, user: str, client_addr: str, application_name: str, note: str) -> None:
+        """Declare one principal expected (an operator's decision), on every table."""
+        self.marked[(user, client_addr, application_name)] = note or "expected"
+
     def expected(self, e: AccessEvent) -> str | None:
-        """The note of the first expected-principal rule the event's principal matches."""
+        """The note of the operator's mark, or of the first `[[expected]]` rule that matches."""
+        if self.marked:
+            note = self.marked.get((e.user, e.client_addr, e.application_name))
+            if note is not None:
+                return note
         for network, rule in self._networks:
             if rule.user is not None and rule.user != e.user:
                 continue

@@ -7,7 +7,7 @@ import shutil
 import textwrap
 from typing import TextIO
 
-from tablewatch.safetext import ELLIPSIS, safe
+from core.safetext import ELLIPSIS, safe
 
 
 def print_findings(json_lines: bytes, out: TextIO, width: int | None = None) -> int:

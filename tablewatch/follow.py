@@ -14,10 +14,10 @@ from typing import BinaryIO, TextIO
 from collectors.checkpoint import CheckpointError, CheckpointStore
 from collectors.events import EventBuilder
 from collectors.tail import LogTail
+from core.safetext import safe
 from core.settings import Settings
 from core.tables import TableName, WatchedTables
 from tablewatch.events_out import EventWriter
-from tablewatch.safetext import safe
 
 CHECKPOINT = "audit_log.checkpoint.json"
 

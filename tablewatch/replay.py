@@ -15,10 +15,10 @@ from core.baselines import Baselines, StateError
 from core.engine import Engine, EngineConfig
 from core.events import AccessEvent, IsoFormatter
 from core.findings import Finding
+from core.safetext import safe
 from core.tables import TableName, WatchedTables
 from tablewatch.events_out import EventWriter
 from tablewatch.parallel import events_parallel, replay_parallel, worth_it
-from tablewatch.safetext import safe
 from tablewatch.summary import Readers
 
 EXIT_OK = 0

@@ -8,8 +8,8 @@ from typing import TextIO
 
 from collectors.events import ParseStats
 from core.events import AccessEvent, EventKind, IsoFormatter
+from core.safetext import ELLIPSIS, safe
 from core.tables import TableName
-from tablewatch.safetext import ELLIPSIS, safe
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tablewatch.safetext import ELLIPSIS, safe
+from core.safetext import ELLIPSIS, safe
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,116 @@
+"""What consumers see of the engine: an immutable snapshot of the readers, findings, sources and
+alerts, and the values it is made of.
+
+Every text field here may hold raw, attacker-controlled values (user names, application_name,
+statements, parameters): render them only through a sanitiser (`core.safetext`), never as markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.events import AccessEvent
+from core.findings import Finding, PrincipalKey, Reason, Severity
+from core.sources import SourceHealth
+
+
+@dataclass(frozen=True, slots=True)
+class StatementSeen:
+    """One statement a reader ran on the table, as the audit trail logged it."""
+
+    time_us: int
+    command: str
+    statement: str | None
+    """Exact text (None when pgaudit did not log it); show it redacted unless asked."""
+    parameters: tuple[str, ...] | None
+    rows: int | None
+    """Rows pgaudit logged (None when not logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderView:
+    """One reader of a watched table, as a snapshot shows it."""
+
+    principal: PrincipalKey
+    severity: Severity
+    score: int
+    reasons: tuple[Reason, ...]
+    statements: int
+    """Statements on the table since first seen (this run)."""
+    denied: int
+    rows_hour: int
+    """Rows read in the last hour (logged or estimated), key lookups included."""
+    rows_day: int
+    fraction_hour: float | None
+    """rows_hour over the table's size; None when the size is unknown."""
+    rows_estimated: bool
+    """Some of the rows were estimated from statement shapes (pgaudit did not log them)."""
+    first_seen_us: int
+    last_seen_us: int
+    expected: str | None
+    """The expected-principal note when the principal is a known one."""
+    recent: tuple[int, ...] = field(default=())
+    """Rows per 5-minute slot over the last hour, oldest first (a sparkline)."""
+    hours: tuple[int, ...] = field(default=())
+    """Rows per hour over the last 24 hours, oldest first (the timeline)."""
+    seen: tuple[StatementSeen, ...] = field(default=())
+    """Its most recent statements, oldest first (live views only)."""
+    snoozed_until_us: int | None = None
+    """An operator snoozed it until then: still shown and still scored, never paged."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableView:
+    """A watched table and its size when known."""
+
+    name: str
+    rows: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where an alert went and what became of it."""
+
+    sink: str
+    state: str
+    """queued | sent | recorded | failed | acked | resolved"""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """An alert (paged by an operator or by a rule) and its state in each sink."""
+
+    key: str
+    """Stable per (rule, principal, table): ties trigger, acknowledge and resolve together."""
+    time_us: int
+    principal: PrincipalKey
+    severity: Severity
+    summary: str
+    note: str
+    operator: str
+    origin: str
+    """operator | rule"""
+    deliveries: tuple[Delivery, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the engine knows at `taken_us`, immutable: consumers never see it change."""
+
+    taken_us: int
+    readers: tuple[ReaderView, ...]
+    """Most anomalous first."""
+    findings: tuple[Finding, ...]
+    """The most recent findings, oldest first."""
+    events: int
+    learning: bool
+    """Still inside the learning period: habit signals are recorded, not raised."""
+    tables: tuple[TableView, ...] = ()
+    sources: tuple[SourceHealth, ...] = ()
+    alerts: tuple[AlertView, ...] = ()
+    """Most recent last."""
+    tail: tuple[AccessEvent, ...] = ()
+    """The latest access events about the watched tables, oldest first (live views only)."""
+    rate: float = 0.0
+    """Events per second lately (live views only)."""
