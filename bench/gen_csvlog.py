@@ -68,6 +68,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # the record writers are shared with the detection scenarios
+from collectors.csvlog_writer import Statement  # noqa: E402
 from tests.scenario.csvlog import Stamps, audit_csv, audit_params, lit, query_id, row  # noqa: E402
 
 WATCHED = "crm.client_list"
@@ -90,28 +91,6 @@ def pg_param_detail(values: list[str | None]) -> str:
     for i, v in enumerate(values, 1):
         parts.append(f"${i} = NULL" if v is None else f"${i} = '" + v.replace("'", "''") + "'")
     return "parameters: " + ", ".join(parts)
-
-
-class Statement:
-    """A statement template with its pgaudit-quoted text and query id, computed once."""
-
-    __slots__ = ("text", "quoted", "qid", "tag", "cls", "command", "objects")
-
-    def __init__(
-        self,
-        text: str,
-        objects: tuple[str, ...],
-        tag: str = "BIND",
-        cls: str = "READ",
-        command: str = "SELECT",
-    ) -> None:
-        self.text = text
-        self.quoted = audit_csv(text)
-        self.qid = query_id(text)
-        self.tag = lit(tag)
-        self.cls = cls
-        self.command = command
-        self.objects = objects
 
 
 # --------------------------------------------------------------------------------------------

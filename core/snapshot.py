@@ -7,6 +7,7 @@ statements, parameters): render them only through a sanitiser (`core.safetext`),
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from core.events import AccessEvent
@@ -92,6 +93,17 @@ class AlertView:
     origin: str
     """operator | rule"""
     deliveries: tuple[Delivery, ...] = ()
+
+    @staticmethod
+    def key_for(rule: str, principal: PrincipalKey) -> str:
+        """The stable key of (rule, principal, table): the same incident, the same key.
+
+        >>> AlertView.key_for("operator", PrincipalKey("u", "10.0.0.1", "psql", "crm.t"))[:12]
+        'tw-213485fd0'
+        """
+        p = principal
+        raw = "\x00".join((rule, p.user, p.client_addr, p.application_name, p.table))
+        return "tw-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Regenerate it (as root or as any user that can run PostgreSQL 15 + pgaudit; a fe
 
     .venv/bin/python scripts/make_sample.py [--out PATH]
 
-A private cluster from ``tests/pgcluster.py`` (PostgreSQL 15, pgaudit object audit through the
+A private cluster from ``tablewatch/pgcluster.py`` (PostgreSQL 15, pgaudit object audit through the
 role ``auditor``, ``pgaudit.log_rows = on``, ``pgaudit.log_parameter = on``, connections and
 disconnections logged) gets a database ``crm`` with ``crm.client_list`` (2000 clients) and
 ``crm.orders``, audited with ``GRANT SELECT, UPDATE, DELETE ON crm.client_list TO auditor`` and
@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
-    from tests.pgcluster import PgCluster
+    from tablewatch.pgcluster import PgCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "tablewatch" / "samples" / "pgaudit-sample.csv"
@@ -306,7 +306,7 @@ async def traffic(pg: PgCluster) -> Counter[str]:
 
 def _server_stop(pg: PgCluster) -> None:
     """pg_ctl stop -m fast, keeping the cluster directory (PgCluster.stop removes it)."""
-    from tests.pgcluster import BIN_DIR, SERVER_OS_USER
+    from tablewatch.pgcluster import BIN_DIR, SERVER_OS_USER
 
     argv = [str(BIN_DIR / "pg_ctl"), "stop", "-D", str(pg.datadir), "-m", "fast", "-w"]
     if os.geteuid() == 0:
@@ -339,7 +339,7 @@ def audit_counts(text: str) -> Counter[str]:
 
 def record(out: Path) -> Counter[str]:
     """Run the whole scenario against a fresh cluster and copy its csvlog to ``out``."""
-    from tests.pgcluster import PgCluster
+    from tablewatch.pgcluster import PgCluster
 
     pg = PgCluster(SERVER_SETTINGS).start()
     try:
@@ -364,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))  # for tests.pgcluster, which is not installed
-    from tests.pgcluster import available
+        sys.path.insert(0, str(ROOT))  # for tablewatch.pgcluster when not installed
+    from tablewatch.pgcluster import available
 
     reason = available()
     if reason is not None:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.pgcluster import PgCluster, require_postgres
+from tablewatch.pgcluster import PgCluster
+from tests.pgcluster import require_postgres
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.pgcluster import PgCluster
+from tablewatch.pgcluster import PgCluster
 
 pytestmark = pytest.mark.postgres
 

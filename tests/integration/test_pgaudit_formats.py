@@ -41,7 +41,8 @@ from collectors.events import EventBuilder, ParseStats
 from collectors.logfile import detect_format, read_events
 from core.events import AccessEvent, EventKind
 from core.tables import TableName, WatchedTables
-from tests.pgcluster import LOG_FORMATS, PgCluster, require_postgres
+from tablewatch.pgcluster import LOG_FORMATS, PgCluster
+from tests.pgcluster import require_postgres
 
 pytestmark = pytest.mark.postgres
 

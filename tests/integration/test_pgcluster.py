@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable
 
-from tests.pgcluster import LOG_FORMATS, PgCluster
+from tablewatch.pgcluster import LOG_FORMATS, PgCluster
 
 
 def test_cluster_starts_and_logs_to_three_files(pg_cluster: PgCluster) -> None:

@@ -19,7 +19,7 @@ from typing import IO
 
 import pytest
 
-from tests.pgcluster import PgCluster
+from tablewatch.pgcluster import PgCluster
 
 SCRIPT = Path(sys.executable).with_name("tablewatch")
 EXTENSION = {"csvlog": ".csv", "jsonlog": ".json", "stderr": ".log"}

@@ -1,0 +1,67 @@
+"""The local sink: alerts recorded as JSON lines in a file of the state dir.
+
+It stands in for the paging services until their sinks exist, and stays useful after: a record of
+every alert on the machine itself, readable with `jq`. The file is created owner-only (0600): an
+alert names who read what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from core.events import IsoFormatter
+from core.snapshot import AlertView, Delivery
+
+_ISO = IsoFormatter()
+
+
+class LocalSink:
+    """Appends each alert as one JSON object to `path` (created 0600, with its folder)."""
+
+    def __init__(self, path: Path, name: str = "local") -> None:
+        self.path = path
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The sink's name."""
+        return self._name
+
+    async def send(self, alert: AlertView) -> Delivery:
+        """Record the alert; `recorded` with the file's path, or `failed` with the OS error."""
+        line = json.dumps(_payload(alert), ensure_ascii=True) + "\n"
+        try:
+            await asyncio.to_thread(self._append, line.encode("ascii"))
+        except OSError as exc:
+            return Delivery(self._name, "failed", f"{self.path}: {exc.strerror or exc}")
+        return Delivery(self._name, "recorded", str(self.path))
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _payload(alert: AlertView) -> dict[str, Any]:
+    p = alert.principal
+    return {
+        "key": alert.key,
+        "time": _ISO.format(alert.time_us),
+        "origin": alert.origin,
+        "operator": alert.operator,
+        "severity": alert.severity.label,
+        "summary": alert.summary,
+        "note": alert.note,
+        "user": p.user,
+        "client_addr": p.client_addr,
+        "application_name": p.application_name,
+        "table": p.table,
+    }

@@ -1,0 +1,272 @@
+"""An engine fed live by its sources, as the dashboard sees it (`core.view.EngineView`).
+
+The sources run as asyncio tasks and hand their batches to the engine in the same event loop:
+detection is synchronous and takes microseconds per event, so it needs no thread. A source that
+fails is shown as down with its error and restarted after a pause; its failure never stops the
+others. Around the engine this keeps what only a live view needs: the latest access events (the
+dashboard's tail), each reader's latest statements, the event rate, the operators' snoozes and
+the alerts paged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from core.engine import Engine
+from core.events import AccessEvent
+from core.findings import Finding, PrincipalKey
+from core.safetext import ELLIPSIS, safe
+from core.sinks import AlertSink
+from core.snapshot import AlertView, Delivery, ReaderView, Snapshot, StatementSeen
+from core.sources import EventSource, SourceHealth
+from core.view import ActionRefused, PageRequest
+from tablewatch.trail import OperatorTrail
+
+TAIL_EVENTS = 500
+"""Access events kept for the dashboard's live tail."""
+STATEMENTS_PER_READER = 8
+STATEMENT_CHARS = 4096
+"""Statement texts kept per reader are cut here (the screen shows far less)."""
+READERS_WITH_STATEMENTS = 20_000
+"""Readers whose latest statements are kept (the least recently active are dropped first)."""
+ALERTS_KEPT = 200
+RATE_SECONDS = 10.0
+RESTART_SECONDS = 5.0
+"""A failed source is restarted after this pause."""
+
+_Key = tuple[str, str, str, str]
+
+
+def wall_us() -> int:
+    """Now, in microseconds since the Unix epoch (the live clock)."""
+    return time.time_ns() // 1000
+
+
+class _Feed:
+    """One source, its task and what went wrong with it."""
+
+    def __init__(self, source: EventSource, make: Callable[[], EventSource] | None) -> None:
+        self.source = source
+        self.make = make
+        self.error = ""
+        self.failures = 0
+
+    def health(self) -> SourceHealth:
+        health = self.source.health()
+        if self.error:
+            return dataclasses.replace(health, state="error", detail=self.error)
+        return health
+
+
+class LiveEngine:
+    """An `EngineView` over an in-process engine fed by event sources."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sinks: Sequence[AlertSink],
+        *,
+        trail: OperatorTrail | None = None,
+        clock: Callable[[], int] = wall_us,
+        name: str = "in-process",
+    ) -> None:
+        self.engine = engine
+        self.sinks = tuple(sinks)
+        self.trail = trail
+        self.clock = clock
+        self._name = name
+        self._feeds: list[_Feed] = []
+        self._tail: deque[AccessEvent] = deque(maxlen=TAIL_EVENTS)
+        self._seen: dict[_Key, deque[StatementSeen]] = {}
+        self._snoozed: dict[_Key, int] = {}
+        self._alerts: deque[AlertView] = deque(maxlen=ALERTS_KEPT)
+        self._counts: deque[tuple[float, int]] = deque()
+        self.findings: list[Finding] = []
+        """Findings raised since the last `take_findings` (for the alert rules)."""
+        if trail is not None:
+            for mark in trail.marks():
+                engine.mark_expected(mark.user, mark.client_addr, mark.application_name, mark.note)
+
+    @property
+    def name(self) -> str:
+        """What the dashboard is attached to."""
+        return self._name
+
+    # sources ------------------------------------------------------------------------------------
+
+    def attach(self, source: EventSource, make: Callable[[], EventSource] | None = None) -> None:
+        """Add a source (`make` builds a fresh one to restart it after a failure)."""
+        self._feeds.append(_Feed(source, make))
+
+    async def run(self) -> None:
+        """Run every source until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for feed in self._feeds:
+                group.create_task(self._run(feed), name=f"source {feed.source.name}")
+
+    async def _run(self, feed: _Feed) -> None:
+        while True:
+            try:
+                async for batch in feed.source.batches():
+                    feed.error = ""
+                    self.feed(batch.events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a source's failure is shown, never fatal to the others
+                feed.failures += 1
+                feed.error = safe(f"{type(exc).__name__}: {exc}", 300)
+                await asyncio.sleep(RESTART_SECONDS)
+                if feed.make is not None:
+                    feed.source = feed.make()
+            else:
+                return
+
+    def feed(self, events: Sequence[AccessEvent]) -> list[Finding]:
+        """Events in time order into the engine; the findings they raised."""
+        if not events:
+            return []
+        found = self.engine.process(events if isinstance(events, list) else list(events))
+        self.findings.extend(found)
+        self._counts.append((time.monotonic(), len(events)))
+        self._tail.extend(events)
+        match = self.engine.watched.match
+        for e in events:
+            table = match(e.object_name) or self.engine.watched.match_relname(e.object_name)
+            if table is None:
+                continue
+            key = (e.user, e.client_addr, e.application_name, str(table))
+            seen = self._seen.pop(key, None)
+            if seen is None:
+                seen = deque(maxlen=STATEMENTS_PER_READER)
+                if len(self._seen) >= READERS_WITH_STATEMENTS:
+                    del self._seen[next(iter(self._seen))]
+            self._seen[key] = seen  # most recently active last
+            text = e.statement
+            if text is not None and len(text) > STATEMENT_CHARS:
+                text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
+            seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
+        return found
+
+    def take_findings(self) -> list[Finding]:
+        """The findings raised since the last call."""
+        found, self.findings = self.findings, []
+        return found
+
+    def rate(self) -> float:
+        """Events per second over the last RATE_SECONDS."""
+        now = time.monotonic()
+        counts = self._counts
+        while counts and counts[0][0] < now - RATE_SECONDS:
+            counts.popleft()
+        return sum(n for _, n in counts) / RATE_SECONDS
+
+    # EngineView ---------------------------------------------------------------------------------
+
+    async def snapshot(self) -> Snapshot:
+        """The engine's snapshot at the wall clock, with the live parts added."""
+        now = max(self.clock(), self.engine.now_us)
+        snap = self.engine.snapshot(now)
+        for key, until in list(self._snoozed.items()):
+            if until <= now:
+                del self._snoozed[key]
+        readers = tuple(self._live(view) for view in snap.readers)
+        return dataclasses.replace(
+            snap,
+            readers=readers,
+            sources=tuple(feed.health() for feed in self._feeds),
+            alerts=tuple(self._alerts),
+            tail=tuple(self._tail),
+            rate=self.rate(),
+        )
+
+    def _live(self, view: ReaderView) -> ReaderView:
+        p = view.principal
+        key = (p.user, p.client_addr, p.application_name, p.table)
+        seen = self._seen.get(key)
+        snoozed = self._snoozed.get(key)
+        if seen is None and snoozed is None:
+            return view
+        return dataclasses.replace(view, seen=tuple(seen) if seen else (), snoozed_until_us=snoozed)
+
+    async def page(self, request: PageRequest) -> AlertView:
+        """Record the operator's page and send it through every sink."""
+        if not self.sinks:
+            raise ActionRefused("no alert sink is configured: nothing would receive the page")
+        now = self.clock()
+        p = request.principal
+        top = request.reasons[0].detail if request.reasons else "paged by an operator"
+        summary = safe(
+            f"{request.severity.label}: {p.user}@{p.client_addr or '?'} "
+            f"({p.application_name or '-'}) reading {p.table}: {top}",
+            1000,
+        )
+        alert = AlertView(
+            AlertView.key_for("operator", p),
+            now,
+            p,
+            request.severity,
+            summary,
+            request.note,
+            request.operator,
+            "operator",
+        )
+        self._record(
+            "page",
+            request.operator,
+            p,
+            now,
+            severity=request.severity.label,
+            note=request.note,
+            key=alert.key,
+        )
+        deliveries = await asyncio.gather(*(self._send(sink, alert) for sink in self.sinks))
+        alert = dataclasses.replace(alert, deliveries=tuple(deliveries))
+        self._alerts.append(alert)
+        return alert
+
+    async def _send(self, sink: AlertSink, alert: AlertView) -> Delivery:
+        try:
+            return await sink.send(alert)
+        except Exception as exc:  # a sink's bug is a failed delivery, shown, never a crash
+            return Delivery(sink.name, "failed", safe(f"{type(exc).__name__}: {exc}", 300))
+
+    async def mark_expected(self, principal: PrincipalKey, note: str, operator: str) -> None:
+        """Declare the principal known from now on (kept in the operator trail)."""
+        p = principal
+        self._record("expected", operator, p, self.clock(), note=note)
+        self.engine.mark_expected(p.user, p.client_addr, p.application_name, note or "expected")
+
+    async def snooze(self, principal: PrincipalKey, seconds: int, operator: str) -> None:
+        """Keep the reader from paging for `seconds` (0 lifts the snooze)."""
+        if seconds < 0:
+            raise ActionRefused("a snooze lasts zero seconds or more")
+        p = principal
+        now = self.clock()
+        self._record("snooze", operator, p, now, seconds=seconds)
+        key = (p.user, p.client_addr, p.application_name, p.table)
+        if seconds:
+            self._snoozed[key] = now + seconds * 1_000_000
+        else:
+            self._snoozed.pop(key, None)
+
+    def snoozed(self, principal: PrincipalKey) -> bool:
+        """Whether the reader is snoozed now (alert rules skip it)."""
+        p = principal
+        until = self._snoozed.get((p.user, p.client_addr, p.application_name, p.table))
+        return until is not None and until > self.clock()
+
+    def _record(
+        self, action: str, operator: str, p: PrincipalKey, now: int, **details: object
+    ) -> None:
+        if self.trail is None:
+            return
+        try:
+            self.trail.append(action, operator, p, now, **details)
+        except OSError as exc:
+            raise ActionRefused(
+                f"cannot write the operator trail {self.trail.path}: {exc.strerror or exc}"
+            ) from None

@@ -1,0 +1,174 @@
+"""The live engine the dashboard sees: tail, statements, snoozes, pages, marks, sources."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from alerts.local import LocalSink
+from core.events import AccessEvent
+from core.findings import Code, PrincipalKey, Severity
+from core.sources import EventBatch, SourceHealth
+from core.view import ActionRefused, PageRequest
+from tablewatch.live import STATEMENT_CHARS, LiveEngine
+from tablewatch.trail import TRAIL_FILE, OperatorTrail
+from tests.unit.enginekit import TABLE, at, engine, ev
+
+NOW = at(day=3, hour=10)
+BULK = "SELECT * FROM crm.client_list"
+MALLORY = PrincipalKey("mallory", "10.9.9.9", "psql", TABLE)
+
+
+def _live(tmp_path: Path, **kw: object) -> LiveEngine:
+    return LiveEngine(
+        engine(learning_hours=0),
+        [LocalSink(tmp_path / "alerts.jsonl")],
+        trail=OperatorTrail(tmp_path),
+        clock=lambda: NOW,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _bulk(t: int = NOW - 10_000_000) -> AccessEvent:
+    return ev(t, BULK, user="mallory", addr="10.9.9.9", app="psql", rows=50_000)
+
+
+async def test_snapshot_carries_the_tail_and_each_readers_latest_statements(
+    tmp_path: Path,
+) -> None:
+    live = _live(tmp_path)
+    lookups = [ev(NOW - 60_000_000 + i, params=(str(i),)) for i in range(20)]
+    live.feed(lookups)
+    live.feed([_bulk()])
+    snap = await live.snapshot()
+    assert snap.taken_us == NOW
+    assert [e.statement for e in snap.tail[-2:]] == [lookups[-1].statement, BULK]
+    top = snap.readers[0]
+    assert top.principal == MALLORY and top.severity is Severity.CRITICAL
+    assert [s.statement for s in top.seen] == [BULK]
+    app = next(r for r in snap.readers if r.principal.user == "app")
+    assert len(app.seen) == 8 and app.seen[-1].parameters == ("19",)
+
+
+async def test_a_huge_statement_is_kept_cut_with_a_mark(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    huge = BULK + " WHERE note = '" + "x" * 2_000_000 + "'"
+    live.feed([ev(NOW - 1, huge, user="mallory", addr="10.9.9.9", app="psql")])
+    seen = (await live.snapshot()).readers[0].seen[0].statement
+    assert seen is not None and len(seen) == STATEMENT_CHARS and seen.endswith("…")
+
+
+async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    live.feed([_bulk()])
+    reader = (await live.snapshot()).readers[0]
+    alert = await live.page(
+        PageRequest(reader.principal, Severity.CRITICAL, "pulling the list", "ann", reader.reasons)
+    )
+    assert [(d.sink, d.state) for d in alert.deliveries] == [("local", "recorded")]
+    assert (await live.snapshot()).alerts == (alert,)
+    recorded = json.loads((tmp_path / "alerts.jsonl").read_text())
+    assert recorded["user"] == "mallory" and recorded["note"] == "pulling the list"
+    assert recorded["operator"] == "ann" and recorded["severity"] == "critical"
+    assert recorded["key"] == alert.key and "bulk_read" not in recorded["summary"]
+    assert "50,000 rows" in recorded["summary"]
+    assert stat.S_IMODE(os.stat(tmp_path / "alerts.jsonl").st_mode) == 0o600
+    trail = [json.loads(line) for line in (tmp_path / TRAIL_FILE).read_text().splitlines()]
+    assert [(t["action"], t["operator"], t["key"]) for t in trail] == [("page", "ann", alert.key)]
+
+
+async def test_a_sink_that_fails_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the sink wants a folder")
+    live = LiveEngine(engine(), [LocalSink(tmp_path / "blocked" / "alerts.jsonl")])
+    alert = await live.page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
+    (delivery,) = alert.deliveries
+    assert delivery.state == "failed" and "blocked" in delivery.detail
+
+
+async def test_page_without_any_sink_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ActionRefused, match="no alert sink"):
+        await LiveEngine(engine(), []).page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
+
+
+async def test_marked_expected_drops_reasons_and_survives_a_restart(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    live.feed([_bulk()])
+    await live.mark_expected(MALLORY, "quarterly export", "ann")
+    reader = (await live.snapshot()).readers[0]
+    assert reader.severity is Severity.NONE and reader.expected == "quarterly export"
+    again = _live(tmp_path)  # a new process: the mark comes back from the operator trail
+    again.feed([_bulk()])
+    reader = (await again.snapshot()).readers[0]
+    assert reader.expected == "quarterly export"
+    assert reader.severity < Severity.CRITICAL
+    assert {r.code for r in reader.reasons} <= {Code.EXPECTED, Code.FIRST_SEEN}
+
+
+async def test_snooze_is_shown_until_it_ends_and_can_be_lifted(tmp_path: Path) -> None:
+    now = [NOW]
+    live = LiveEngine(engine(), [], clock=lambda: now[0])
+    live.feed([_bulk()])
+    await live.snooze(MALLORY, 3600, "ann")
+    assert (await live.snapshot()).readers[0].snoozed_until_us == NOW + 3_600_000_000
+    assert live.snoozed(MALLORY)
+    now[0] += 3_600_000_000
+    assert (await live.snapshot()).readers[0].snoozed_until_us is None
+    await live.snooze(MALLORY, 60, "ann")
+    await live.snooze(MALLORY, 0, "ann")
+    assert not live.snoozed(MALLORY)
+    with pytest.raises(ActionRefused):
+        await live.snooze(MALLORY, -1, "ann")
+
+
+class _Flaky:
+    """A real source that fails once, then delivers one batch and stays open."""
+
+    name = "flaky"
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    async def batches(self) -> AsyncIterator[EventBatch]:
+        if self.fail:
+            raise OSError("log directory unreadable")
+        yield EventBatch([_bulk()], {})
+        await asyncio.Event().wait()
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(self.name, "ok")
+
+
+async def test_a_failing_source_is_shown_down_then_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tablewatch.live.RESTART_SECONDS", 0.2)
+    live = _live(tmp_path)
+    live.attach(_Flaky(fail=True), make=lambda: _Flaky(fail=False))
+    task = asyncio.create_task(live.run())
+    try:
+        await asyncio.sleep(0.05)
+        (health,) = (await live.snapshot()).sources
+        assert health.state == "error" and "unreadable" in health.detail
+        for _ in range(100):
+            snap = await live.snapshot()
+            if snap.readers:
+                break
+            await asyncio.sleep(0.02)
+        assert snap.sources[0].state == "ok" and snap.readers[0].principal == MALLORY
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_an_unreadable_trail_line_is_counted_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / TRAIL_FILE).write_text('{"action": "expected"}\nnot json\n')
+    trail = OperatorTrail(tmp_path)
+    assert list(trail.marks()) == []
+    assert trail.skipped == 2
