@@ -119,14 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="with no checkpoint yet, start at the beginning of the log, not its end",
     )
 
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
-        help="show what tablewatch finds in a sample audit trail",
-        description="Until the dashboard lands: replay the sample pgaudit csvlog shipped with "
-        "tablewatch and print who read crm.client_list and what the detection engine found.",
+        help="the dashboard on a simulated workload (no database needed)",
+        description="A simulated workload writes real-format pgaudit csvlog into a temporary "
+        "folder (normal readers, then an exfiltration that escalates); the real log tail reads "
+        "it, the real engine scores it, and the dashboard shows it. Press a on the critical "
+        "reader to page (recorded by the local sink).",
+    )
+    demo.add_argument(
+        "--postgres",
+        action="store_true",
+        help="real SQL traffic on a private throwaway PostgreSQL 15 + pgaudit cluster instead",
+    )
+    demo.add_argument(
+        "--text",
+        action="store_true",
+        help="no dashboard: print who read the sample audit trail shipped with tablewatch and "
+        "what the engine found (also what happens when stdout is not a terminal)",
+    )
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="the live terminal dashboard over the audit log of the settings",
+        description="Follow [audit_log] path, rank the readers of the watched tables and show "
+        "them live; page, mark expected or snooze from the keyboard (? for the keys).",
+    )
+    dashboard.add_argument(
+        "--table",
+        action="append",
+        type=_table_arg,
+        default=[],
+        metavar="SCHEMA.TABLE[=ROWS]",
+        help="a watched table (repeatable; default: [[tables]] of the settings)",
+    )
+    dashboard.add_argument(
+        "--agent", metavar="URL", help="attach to a running agent (not built yet)"
     )
     for name, what in (
-        ("dashboard", "the live terminal dashboard"),
         ("run", "the headless agent"),
         ("doctor", "checks of privileges and the pgaudit set-up"),
     ):
@@ -181,10 +210,38 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
     return run_follow(settings, tables, sys.stdout.buffer, sys.stderr, from_start=args.from_start)
 
 
+def _terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    if args.agent:
+        raise _Refused("--agent: attaching to an agent comes with `tablewatch run` (not built yet)")
+    tables = _tables(args, settings)
+    _prefix(settings.audit_log.log_line_prefix)
+    if not _terminal():
+        raise _Refused("the dashboard needs a terminal (stdin and stdout)")
+    from tablewatch.dashboard import run_dashboard
+
+    return run_dashboard(settings, tables)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.text or not _terminal():
+        if not args.text:
+            print(
+                "tablewatch demo: not a terminal: printing the sample's findings", file=sys.stderr
+            )
+        return _demo_text()
+    from tablewatch.dashboard import run_demo
+
+    return run_demo(postgres=args.postgres)
+
+
+def _demo_text() -> int:
     table = TableName("crm", "client_list", 2000)
     summary = ReplayOptions(files=[SAMPLE_LOG], tables=[table], summary=True)
-    print(f"Replaying the sample audit trail {SAMPLE_LOG.name} (the dashboard comes later)\n")
+    print(f"Replaying the sample audit trail {SAMPLE_LOG.name}\n")
     status = run_replay(summary, sys.stdout.buffer, sys.stderr)
     if status:
         return status
@@ -204,7 +261,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
-_COMMANDS = {"replay": _replay, "tail": _tail, "demo": _demo}
+_COMMANDS = {"replay": _replay, "tail": _tail, "demo": _demo, "dashboard": _dashboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,164 @@
+"""`tablewatch dashboard` and `tablewatch demo`: sources, engine and the Textual app, wired.
+
+The app runs in the same event loop as the sources (asyncio tasks); the engine is fed between
+frames. On the way out the sources stop, and the learned habits are saved to the state dir (the
+dashboard) or thrown away with the demo's temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+from alerts.local import LocalSink
+from collectors.demo import DEMO_EXPECTED, DEMO_TABLE, DemoWorkload
+from collectors.events import EventBuilder
+from collectors.tail import LogTail
+from core.baselines import Baselines, StateError
+from core.engine import Engine, EngineConfig
+from core.safetext import safe
+from core.settings import ExpectedPrincipal, Settings
+from core.tables import TableName, WatchedTables
+from core.windows import HOUR_US
+from tablewatch.live import LiveEngine
+from tablewatch.trail import OperatorTrail
+from tui.app import DashboardApp
+
+ALERTS_FILE = "alerts.jsonl"
+
+
+class DashboardRefused(Exception):
+    """The dashboard cannot start; the message is one line for stderr."""
+
+
+def operator_name() -> str:
+    """The operator's login name, for the trail and the pages they send."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _tail(pattern: str, tables: list[TableName], settings: Settings, start: str) -> LogTail:
+    log = settings.audit_log
+    return LogTail(
+        pattern,
+        EventBuilder(WatchedTables(tables), control=True),
+        fmt=log.format,
+        log_line_prefix=log.log_line_prefix,
+        start=start,
+        poll_interval=log.poll_interval.total_seconds(),
+    )
+
+
+async def _serve(app: DashboardApp, *background: Awaitable[None]) -> None:
+    """Run the app; the background tasks run until it exits (a crash of one is shown by the
+    app through the sources' health, never silently ends the dashboard)."""
+    tasks = [asyncio.ensure_future(job) for job in background]
+    try:
+        await app.run_async()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys.stderr) -> int:
+    """The live dashboard over the audit log of the settings."""
+    state = settings.state.path()
+    try:
+        baselines = Baselines.load(state)
+    except StateError as exc:
+        print(f"tablewatch dashboard: {exc}", file=err)
+        return 2
+    engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
+    live = LiveEngine(
+        engine, [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state), name="in-process"
+    )
+    pattern, start = settings.audit_log.path, settings.audit_log.start
+    live.attach(
+        _tail(pattern, tables, settings, start),
+        make=lambda: _tail(pattern, tables, settings, "end"),
+    )
+    app = DashboardApp(live, operator=operator_name())
+    asyncio.run(_serve(app, live.run()))
+    try:
+        engine.save(state)
+    except OSError as exc:
+        print(f"tablewatch dashboard: cannot save the baselines: {exc}", file=err)
+        return 1
+    return 0
+
+
+DEMO_LEGEND = (
+    "demo: simulated traffic on crm.client_list; an exfiltration starts in ~10 s "
+    "and turns critical in ~30 s: select it, press a to page"
+)
+
+
+def run_demo(*, postgres: bool = False, err: TextIO = sys.stderr) -> int:
+    """The demo: a simulated workload (or real SQL on a throwaway cluster) in the dashboard."""
+    with tempfile.TemporaryDirectory(prefix="tablewatch-demo-") as tmp:
+        folder = Path(tmp)
+        if postgres:
+            return _demo_postgres(folder, err)
+        workload = DemoWorkload(folder / "log")
+        workload.write_history()
+        return _demo(folder, workload.log_path, DEMO_TABLE, DEMO_EXPECTED, workload.run, err)
+
+
+def _demo_postgres(folder: Path, err: TextIO) -> int:
+    from tablewatch.pgdemo import PgDemo, PgDemoUnavailable
+
+    demo = PgDemo()
+    try:
+        demo.start()
+    except PgDemoUnavailable as exc:
+        print(f"tablewatch demo --postgres: {exc}", file=err)
+        return 2
+    except RuntimeError as exc:  # the server itself failed: its log says why
+        first = str(exc).strip().splitlines() or ["the server did not start"]
+        print(f"tablewatch demo --postgres: {safe(first[0], 300)}", file=err)
+        demo.stop()
+        return 1
+    with demo:
+        return _demo(folder, demo.csvlog, demo.table, demo.expected, demo.traffic, err)
+
+
+def _demo(
+    folder: Path,
+    log: Path,
+    table: TableName,
+    expected: tuple[ExpectedPrincipal, ...],
+    traffic: Callable[[], Awaitable[None]],
+    err: TextIO,
+) -> int:
+    state = folder / "state"
+    config = EngineConfig(tables=(table,), expected=expected, learning_period_us=HOUR_US)
+    live = LiveEngine(Engine(config), [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state))
+    tail = LogTail(
+        str(log),
+        EventBuilder(WatchedTables([table]), control=True),
+        fmt="csvlog",
+        start="beginning",
+        poll_interval=0.2,
+        idle_flush=0.3,
+    )
+    live.attach(tail)
+    app = DashboardApp(live, operator=operator_name(), legend=DEMO_LEGEND)
+    asyncio.run(_serve(app, live.run(), traffic()))
+    alerts = state / ALERTS_FILE
+    if alerts.exists():
+        lines = alerts.read_text(encoding="ascii", errors="replace").splitlines()
+        print(f"tablewatch demo: {len(lines)} alert(s) recorded by the local sink:", file=err)
+        for line in lines[-5:]:
+            print("  " + safe(line, 300), file=err)
+    return 0

@@ -1,0 +1,138 @@
+"""A real engine, fed with real access events at fixed times, for the dashboard's tests."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from textual.app import App
+
+from alerts.local import LocalSink
+from core.engine import Engine, EngineConfig
+from core.events import AccessEvent
+from core.sources import EventBatch, SourceHealth
+from core.tables import TableName
+from tablewatch.live import LiveEngine
+from tablewatch.trail import OperatorTrail
+from tests.unit.enginekit import at, ev
+from tui.app import DashboardApp
+
+FIXED_US = at(0, 10, 30)
+"""The frozen clock: Monday 10:30:00 UTC of the engine kit's calendar."""
+TABLE = TableName("crm", "client_list", 2000)
+
+
+def engine() -> Engine:
+    """An engine watching crm.client_list (2,000 rows)."""
+    return Engine(EngineConfig(tables=(TABLE,)))
+
+
+def live(tmp_path: Path, *, sinks: bool = True) -> LiveEngine:
+    """A LiveEngine with a LocalSink and an operator trail in `tmp_path`, clock frozen."""
+    return LiveEngine(
+        engine(),
+        [LocalSink(tmp_path / "alerts.jsonl")] if sinks else [],
+        trail=OperatorTrail(tmp_path / "state"),
+        clock=lambda: FIXED_US,
+    )
+
+
+def normal_traffic() -> list[AccessEvent]:
+    """The app's key lookups, a reporting aggregate and a nightly-style backup."""
+    out = [
+        ev(at(0, 10, 0, i * 40), params=(str((i * 7919 + 13) % 2000),), rows=1, session="web")
+        for i in range(30)
+    ]
+    out.append(
+        ev(
+            at(0, 10, 6),
+            "SELECT count(*) FROM crm.client_list WHERE created > '2026-01-01'",
+            user="report",
+            addr="10.0.0.5",
+            app="metabase",
+            rows=1,
+            session="rep",
+        )
+    )
+    return sorted(out, key=lambda e: e.time_us)
+
+
+def exfiltration() -> list[AccessEvent]:
+    """mallory pulls 95% of the table with psql from an unknown address."""
+    return [
+        ev(
+            at(0, 10, 25),
+            "SELECT name, email FROM crm.client_list WHERE region <> 'none'",
+            user="mallory",
+            addr="203.0.113.9",
+            app="psql",
+            rows=1900,
+            session="mal",
+        ),
+        ev(
+            at(0, 10, 26),
+            "SELECT * FROM crm.client_list WHERE id = $1 AND email = $2",
+            user="mallory",
+            addr="203.0.113.9",
+            app="psql",
+            params=("42", "ann@example.com"),
+            rows=1,
+            session="mal",
+        ),
+    ]
+
+
+def app_for(view: LiveEngine, **kwargs: Any) -> DashboardApp:
+    """The dashboard over `view` (a slow timer: tests pull snapshots themselves)."""
+    kwargs.setdefault("refresh_seconds", 30.0)
+    return DashboardApp(view, operator="alice", **kwargs)
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal shows now, as plain text (the screen and any dialog on it)."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        record=True,
+        legacy_windows=False,
+        color_system=None,
+    )
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
+    return console.export_text()
+
+
+def alerts_file(tmp_path: Path) -> list[dict[str, Any]]:
+    """The LocalSink's records."""
+    path = tmp_path / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class BrokenSource:
+    """A real EventSource whose log cannot be read: batches() raises, health says so."""
+
+    name = "pgaudit-log"
+
+    def __init__(self, error: str = "PermissionError: [Errno 13] /var/log/postgresql") -> None:
+        self.error = error
+
+    async def batches(self) -> AsyncIterator[EventBatch]:
+        raise PermissionError(13, "Permission denied", "/var/log/postgresql/pg.csv")
+        yield EventBatch([], {})  # pragma: no cover (makes this an async generator)
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(self.name, "error", self.error)
+
+
+def feed(view: LiveEngine, events: Iterable[AccessEvent]) -> None:
+    """Events into the engine, in time order."""
+    view.feed(sorted(events, key=lambda e: e.time_us))

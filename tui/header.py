@@ -1,0 +1,78 @@
+"""The two header lines: clock, watched tables, rate, learning/paused, and each source's health."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from core.events import us_from_utc
+from core.snapshot import Snapshot
+from core.sources import SourceHealth
+from tui import text as t
+
+
+def header(
+    snapshot: Snapshot | None,
+    *,
+    name: str,
+    operator: str,
+    paused: bool = False,
+    legend: str = "",
+    problem: str = "",
+) -> Text:
+    """The header's text. The clock is the snapshot's (never the wall clock)."""
+    first: list[Text] = []
+    if snapshot is None:
+        first.append(t.label("--:--:-- UTC", t.BOLD))
+    else:
+        first.append(t.label(f"{t.clock(snapshot.taken_us)} UTC", t.BOLD))
+    if paused:
+        first.append(t.label("PAUSED", t.CRITICAL))
+    if snapshot is not None:
+        if snapshot.learning:
+            first.append(t.label("LEARNING", t.WAITING))
+        for table in snapshot.tables[:4]:
+            size = "size ?" if table.rows is None else f"{table.rows:,} rows"
+            first.append(t.join((t.data(table.name, 40, t.BOLD), t.label(size, t.DIM))))
+        if len(snapshot.tables) > 4:
+            first.append(t.label(f"+{len(snapshot.tables) - 4} tables", t.DIM))
+        first.append(t.label(f"{snapshot.rate:.1f} ev/s"))
+    first.append(t.join((t.label("tablewatch", t.BOLD), t.data(name, 40, t.DIM))))
+    second: list[Text] = []
+    if problem:
+        second.append(t.join((t.label("✗ view:", t.ERROR), t.data(problem, 120))))
+    if snapshot is not None:
+        if snapshot.sources:
+            second += [source(s, snapshot.taken_us) for s in snapshot.sources]
+        else:
+            second.append(t.label("no sources", t.DIM))
+    if legend:
+        second.append(t.data(legend, 100, t.ACCENT))
+    second.append(t.join((t.label("operator", t.DIM), t.data(operator, 24))))
+    return t.lines((t.join(first, " │ "), t.join(second, " │ ")))
+
+
+def source(health: SourceHealth, now_us: int) -> Text:
+    """`name ✓ ok lag 2s` (or the error's detail)."""
+    parts = [t.data(health.name, 24, t.BOLD), t.source_state(health.state)]
+    if health.last_event_time is not None:
+        lag = now_us - us_from_utc(health.last_event_time)
+        parts.append(t.label(f"lag {t.ago(lag)}"))
+    elif health.state != "error":
+        parts.append(t.label("no events yet", t.DIM))
+    if health.state != "ok" and health.detail:
+        parts.append(t.data(health.detail, 80))
+    return t.join(parts)
+
+
+class StatusHeader(Static):
+    """The header widget (two lines, docked at the top)."""
+
+    DEFAULT_CSS = """
+    StatusHeader {
+        dock: top;
+        height: 2;
+        background: $panel;
+        color: $text;
+    }
+    """

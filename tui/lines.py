@@ -1,0 +1,213 @@
+"""What the dashboard shows of a snapshot, as Text: reader cells, tail, finding and alert lines.
+
+Pure functions of snapshot values (no widget, no I/O), so the property tests can throw hostile
+text at every one of them. Data goes through `tui.text.data` and its siblings, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from core.events import AccessEvent, EventKind
+from core.findings import Finding, PrincipalKey, Reason
+from core.snapshot import AlertView, Delivery, ReaderView
+from tui import text as t
+
+USER_W, ADDR_W, APP_W, REASON_W = 14, 15, 12, 60
+"""Column widths of the readers table and the tail: the data is cut to them."""
+
+READER_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("sev", 4),
+    ("score", 5),
+    ("", 2),
+    ("user", USER_W),
+    ("client", ADDR_W),
+    ("application", APP_W),
+    ("rows/h", 7),
+    ("%tbl", 4),
+    ("last hour", 12),
+    ("seen", 4),
+    ("top reason", REASON_W),
+)
+"""(header, width) of each column: headers are ours, widths bound the cells."""
+
+
+def flags(reader: ReaderView) -> Text:
+    """`z` when snoozed, `E` when expected (both: `zE`)."""
+    out = Text(end="")
+    if reader.snoozed_until_us is not None:
+        out.append("z", t.ACCENT)
+    if reader.expected is not None:
+        out.append("E", t.OK)
+    return out
+
+
+def reason(item: Reason, limit: int = REASON_W) -> Text:
+    """`code: detail`, cut to `limit`."""
+    return t.data(f"{item.code}: {item.detail}", limit)
+
+
+def reader_cells(reader: ReaderView, now_us: int) -> tuple[Text, ...]:
+    """One row of the readers table, in READER_COLUMNS order."""
+    p = reader.principal
+    top = reason(reader.reasons[0]) if reader.reasons else t.label("-", t.DIM)
+    return (
+        t.severity_word(reader.severity),
+        t.label(f"{reader.score:>3}"),
+        flags(reader),
+        t.data(p.user, USER_W),
+        t.data(p.client_addr or "?", ADDR_W),
+        t.data(p.application_name or "-", APP_W),
+        t.label(t.rows(reader.rows_hour, reader.rows_estimated).rjust(7)),
+        t.label(t.percent(reader.fraction_hour).rjust(4)),
+        t.sparkline(reader.recent),
+        t.label(t.ago(now_us - reader.last_seen_us).rjust(4)),
+        top,
+    )
+
+
+def who(p: PrincipalKey, limit: int = 60) -> Text:
+    """`user @ address  application → table`."""
+    return t.join(
+        (
+            t.data(p.user, limit, t.BOLD),
+            t.label("@", t.DIM),
+            t.data(p.client_addr or "?", limit),
+            t.data(p.application_name or "-", limit),
+            t.label("→", t.DIM),
+            t.data(p.table, limit),
+        )
+    )
+
+
+def tail_line(event: AccessEvent, reveal: bool = False) -> Text:
+    """One access event of the live tail: time, user, client, app, command, rows, statement."""
+    if event.kind is EventKind.DENIED:
+        command = t.label("DENIED", t.ERROR)
+    else:
+        command = t.cell(event.command, 6)
+    rows = "-" if event.rows is None else t.count(event.rows)
+    line = t.join(
+        (
+            t.label(t.clock(event.time_us), t.DIM),
+            t.cell(event.user, 12, t.BOLD),
+            t.cell(event.client_addr or "?", ADDR_W),
+            t.cell(event.application_name or "-", 10),
+            command,
+            t.label(rows.rjust(5)),
+            t.statement(event.statement, reveal, 160),
+        )
+    )
+    if event.parameters:
+        line.append(" ")
+        line.append_text(t.parameters(event.parameters, reveal, 120))
+    return line
+
+
+def finding_line(finding: Finding) -> Text:
+    """A finding: time, severity, score, who, and its reasons' codes and top detail."""
+    codes = ", ".join(r.code for r in finding.reasons) or "-"
+    top = finding.reasons[0].detail if finding.reasons else ""
+    return t.join(
+        (
+            t.label(t.clock(finding.time_us), t.DIM),
+            t.severity_word(finding.severity),
+            t.label(f"{finding.score:>3}"),
+            who(finding.principal, 40),
+            t.data(codes, 80, t.BOLD),
+            t.data(top, 160),
+        )
+    )
+
+
+def delivery(item: Delivery) -> Text:
+    """`sink state detail` (a failure in the error style)."""
+    style = t.ERROR if item.state == "failed" else t.OK if item.state != "queued" else ""
+    parts = [t.data(item.sink, 30, t.BOLD), t.data(item.state, 20, style)]
+    if item.detail:
+        parts.append(t.data(item.detail, 200))
+    return t.join(parts)
+
+
+def alert_line(alert: AlertView) -> Text:
+    """An alert: time, severity, origin and operator, who, note, and each delivery."""
+    origin = alert.origin if alert.origin != "operator" else f"paged by {alert.operator}"
+    out = t.join(
+        (
+            t.label(t.clock(alert.time_us), t.DIM),
+            t.severity_word(alert.severity),
+            t.data(origin, 60, t.ACCENT),
+            who(alert.principal, 40),
+        )
+    )
+    if alert.note:
+        out.append("\n    note: ", t.DIM)
+        out.append_text(t.data(alert.note, 300))
+    for item in alert.deliveries or ():
+        out.append("\n    → ", t.DIM)
+        out.append_text(delivery(item))
+    if not alert.deliveries:
+        out.append("\n    → no delivery yet", t.DIM)
+    return out
+
+
+def findings_pane(findings: Sequence[Finding], alerts: Sequence[AlertView]) -> Text:
+    """Alerts (most recent first) above the findings (newest first)."""
+    parts: list[Text] = [t.label(f"Alerts ({len(alerts)})", t.TITLE)]
+    parts += [alert_line(a) for a in reversed(alerts[-50:])] or [t.label("  none yet", t.DIM)]
+    parts.append(t.label(f"\nFindings ({len(findings)}, newest first)", t.TITLE))
+    parts += [finding_line(f) for f in reversed(findings[-200:])]
+    if not findings:
+        parts.append(t.label("  none yet", t.DIM))
+    return t.lines(parts)
+
+
+def page_body(reader: ReaderView, limit: int = 3) -> Text:
+    """What the page confirmation shows: who, severity, score and the top reasons."""
+    parts = [
+        t.label("Page on-call about this reader?", t.TITLE),
+        t.join((t.label("who     ", t.DIM), who(reader.principal, 60))),
+        t.join(
+            (
+                t.label("now     ", t.DIM),
+                t.severity_name(reader.severity),
+                t.label(f"score {reader.score}"),
+            )
+        ),
+    ]
+    for item in reader.reasons[:limit]:
+        parts.append(t.join((t.label(" "), t.severity_word(item.severity), reason(item, 140))))
+    if not reader.reasons:
+        parts.append(t.label("  no reasons: paged on the operator's judgement", t.DIM))
+    return t.lines(parts)
+
+
+def expect_body(reader: ReaderView) -> Text:
+    """What the mark-expected confirmation shows."""
+    return t.lines(
+        (
+            t.label("Mark this reader as expected?", t.TITLE),
+            t.join((t.label("who ", t.DIM), who(reader.principal, 60))),
+            t.label(
+                "Its reasons are dropped and what it read so far stops counting; audit\n"
+                "tampering is never forgiven. Kept in the operator trail.",
+                t.DIM,
+            ),
+        )
+    )
+
+
+def snooze_body(reader: ReaderView) -> Text:
+    """What the snooze chooser shows."""
+    parts = [
+        t.label("Snooze this reader (still shown and scored, never paged)", t.TITLE),
+        t.join((t.label("who ", t.DIM), who(reader.principal, 60))),
+    ]
+    if reader.snoozed_until_us is not None:
+        parts.append(t.label(f"snoozed until {t.clock(reader.snoozed_until_us)} UTC", t.ACCENT))
+    parts.append(
+        t.label("1  15 minutes    2  1 hour    3  4 hours    4  24 hours\n0  lift    esc  cancel")
+    )
+    return t.lines(parts)

@@ -1,0 +1,196 @@
+"""The operator's confirmations: page, mark expected, snooze. Escape always cancels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from core.findings import Severity
+from core.snapshot import ReaderView
+from tui import lines
+from tui import text as t
+
+SNOOZES = {"1": 15 * 60, "2": 3600, "3": 4 * 3600, "4": 24 * 3600, "0": 0}
+"""Snooze keys and their durations in seconds (0 lifts the snooze)."""
+CHOICES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+
+MODAL_CSS = """
+{name} {{ align: center middle; background: $background 60%; }}
+{name} > Vertical, {name} > VerticalScroll {{
+    width: 90%; max-width: 96; height: auto; max-height: 90%;
+    border: thick {colour}; background: $surface; padding: 0 1;
+}}
+{name} Static {{ width: 1fr; height: auto; }}
+{name} #body {{ max-height: 12; }}
+{name} #severity {{ margin: 1 0 0 0; }}
+{name} .buttons {{ height: 1; }}
+{name} .buttons Static {{ width: 1fr; }}
+{name} Button {{ margin: 0 0 0 2; width: auto; min-width: 8; }}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PageChoice:
+    """What the operator confirmed in the page dialog."""
+
+    severity: Severity
+    note: str
+
+
+def default_severity(reader: ReaderView) -> Severity:
+    """The page's severity to start with: the reader's, at least warning."""
+    return max(reader.severity, Severity.WARNING)
+
+
+class PageModal(ModalScreen[PageChoice | None]):
+    """Page on-call about a reader: severity (up/down), a note, Enter or ctrl+s to page."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="PageModal", colour="$error")
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "confirm", "Page"),
+        Binding("up", "severity(-1)", "Severity up", show=False),
+        Binding("down", "severity(1)", "Severity down", show=False),
+    ]
+
+    def __init__(self, reader: ReaderView) -> None:
+        super().__init__()
+        self.reader = reader
+        self.severity = default_severity(reader)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(lines.page_body(self.reader), id="body")
+            yield Static(t.choice(CHOICES, self.severity), id="severity")
+            yield Input(placeholder="note for on-call (optional)", id="note", max_length=500)
+            with Horizontal(classes="buttons"):
+                yield Static(t.label("Enter or ctrl+s pages · Esc cancels", t.DIM))
+                yield Button("Page", variant="error", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_severity(self, step: int) -> None:
+        """Move the severity choice (-1: more severe)."""
+        i = min(len(CHOICES) - 1, max(0, CHOICES.index(self.severity) + step))
+        self.severity = CHOICES[i]
+        self.query_one("#severity", Static).update(t.choice(CHOICES, self.severity))
+
+    @on(Input.Submitted)
+    def action_confirm(self) -> None:
+        """Page with the chosen severity and note."""
+        self.dismiss(PageChoice(self.severity, self.query_one(Input).value))
+
+    def action_cancel(self) -> None:
+        """Close without paging."""
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
+
+
+class ExpectModal(ModalScreen[str | None]):
+    """Mark a reader as expected, with a note: Enter or ctrl+s confirms, Escape cancels."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="ExpectModal", colour="$success")
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Confirm")]
+
+    def __init__(self, reader: ReaderView) -> None:
+        super().__init__()
+        self.reader = reader
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(lines.expect_body(self.reader), id="body")
+            yield Input(
+                placeholder="why it is expected (e.g. nightly backup)", id="note", max_length=500
+            )
+            with Horizontal(classes="buttons"):
+                yield Static(t.label("Enter or ctrl+s confirms · Esc cancels", t.DIM))
+                yield Button("Mark expected", variant="success", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def action_confirm(self) -> None:
+        """Confirm with the note typed."""
+        self.dismiss(self.query_one(Input).value)
+
+    def action_cancel(self) -> None:
+        """Close without marking."""
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
+
+
+class SnoozeModal(ModalScreen[int | None]):
+    """Snooze a reader: 1-4 choose 15m/1h/4h/24h, 0 lifts, Escape cancels."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="SnoozeModal", colour="$accent")
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        *(Binding(key, f"choose({seconds})", show=False) for key, seconds in SNOOZES.items()),
+    ]
+
+    def __init__(self, reader: ReaderView) -> None:
+        super().__init__()
+        self.reader = reader
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(lines.snooze_body(self.reader), id="body")
+
+    def action_choose(self, seconds: int) -> None:
+        """Snooze for `seconds` (0 lifts)."""
+        self.dismiss(seconds)
+
+    def action_cancel(self) -> None:
+        """Close without snoozing."""
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, and what the severities mean."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="HelpScreen", colour="$primary") + (
+        "HelpScreen #body { max-height: 100; }"
+    )
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, body: Text) -> None:
+        super().__init__()
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(can_focus=True):
+            yield Static(self.body, id="body")
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
+
+    def action_close(self) -> None:
+        """Back to the dashboard."""
+        self.dismiss(None)

@@ -1,0 +1,122 @@
+"""The readers table: ordering, filtering, and a cursor that stays on its reader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+
+from core.events import AccessEvent
+from core.findings import PrincipalKey
+from core.snapshot import ReaderView
+from tui import text as t
+from tui.lines import READER_COLUMNS, reader_cells
+
+ORDERS = ("anomaly", "rows", "last seen", "user")
+"""The sort orders `o` cycles through."""
+
+
+def ordered(readers: Sequence[ReaderView], order: str) -> list[ReaderView]:
+    """The readers in `order`; snoozed readers always after the others."""
+    if order == "rows":
+        out = sorted(readers, key=lambda r: (-r.rows_hour, -r.severity, -r.score))
+    elif order == "last seen":
+        out = sorted(readers, key=lambda r: -r.last_seen_us)
+    elif order == "user":
+        out = sorted(readers, key=lambda r: _by_name(r.principal))
+    else:
+        out = sorted(readers, key=lambda r: (-r.severity, -r.score, -r.last_seen_us))
+    return sorted(out, key=lambda r: r.snoozed_until_us is not None)  # stable
+
+
+def _by_name(p: PrincipalKey) -> tuple[str, str, str, str]:
+    return (p.user.casefold(), p.client_addr, p.application_name.casefold(), p.table)
+
+
+def _hit(needle: str, *values: str) -> bool:
+    return any(needle in v.casefold() for v in values)
+
+
+def reader_matches(reader: ReaderView, needle: str) -> bool:
+    """The filter: user, client address, application or table contains `needle` (any case)."""
+    if not needle:
+        return True
+    p = reader.principal
+    return _hit(needle.casefold(), p.user, p.client_addr, p.application_name, p.table)
+
+
+def event_matches(event: AccessEvent, needle: str) -> bool:
+    """The same filter over an access event of the tail."""
+    if not needle:
+        return True
+    e = event
+    return _hit(needle.casefold(), e.user, e.client_addr, e.application_name, e.object_name)
+
+
+def title(order: str, needle: str, shown: int, total: int) -> Text:
+    """The table's border title: count, order and filter."""
+    count = f"{shown} of {total}" if shown != total else f"{total}"
+    out = t.label(f" Readers ({count}) · by {order} (o) ")
+    if needle:
+        out.append_text(t.join((t.label("· filter:", t.ACCENT), t.data(needle, 30), t.label(""))))
+    return out
+
+
+class ReadersTable(DataTable[Text]):
+    """The readers, one row each; `principals` maps rows back to readers."""
+
+    DEFAULT_CSS = """
+    ReadersTable {
+        height: auto;
+        min-height: 6;
+        max-height: 50%;
+        border: round $primary-darken-1;
+        border-title-align: left;
+    }
+    ReadersTable:focus { border: round $primary; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.principals: list[PrincipalKey] = []
+        self._cells: list[tuple[Text, ...]] = []
+
+    def on_mount(self) -> None:
+        for header, width in READER_COLUMNS:
+            self.add_column(t.label(header, t.BOLD), width=width, key=header or "flags")
+
+    @property
+    def selected(self) -> PrincipalKey | None:
+        """The principal under the cursor (None when the table is empty)."""
+        row = self.cursor_row
+        if 0 <= row < len(self.principals):
+            return self.principals[row]
+        return None
+
+    def show(
+        self, readers: Sequence[ReaderView], now_us: int, keep: PrincipalKey | None
+    ) -> PrincipalKey | None:
+        """Show `readers` in order with the cursor on `keep` when it is among them.
+
+        Returns the principal the cursor ends on.
+        """
+        principals = [r.principal for r in readers]
+        cells = [reader_cells(r, now_us) for r in readers]
+        if principals == self.principals:
+            for y, (old, new) in enumerate(zip(self._cells, cells, strict=True)):
+                for x, (a, b) in enumerate(zip(old, new, strict=True)):
+                    if a != b:
+                        self.update_cell_at(Coordinate(y, x), b)
+            self._cells = cells
+        else:
+            self.clear()
+            for i, line in enumerate(cells):
+                self.add_row(*line, key=str(i))
+            self.principals, self._cells = principals, cells
+        if keep is not None and keep in principals:
+            row = principals.index(keep)
+            if row != self.cursor_row:
+                self.move_cursor(row=row, animate=False)
+        return self.selected
