@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -155,10 +156,25 @@ def _demo(
     live.attach(tail)
     app = DashboardApp(live, operator=operator_name(), legend=DEMO_LEGEND)
     asyncio.run(_serve(app, live.run(), traffic()))
-    alerts = state / ALERTS_FILE
-    if alerts.exists():
-        lines = alerts.read_text(encoding="ascii", errors="replace").splitlines()
-        print(f"tablewatch demo: {len(lines)} alert(s) recorded by the local sink:", file=err)
-        for line in lines[-5:]:
-            print("  " + safe(line, 300), file=err)
+    _tell_alerts(state / ALERTS_FILE, err)
     return 0
+
+
+def _tell_alerts(path: Path, err: TextIO) -> None:
+    """What the demo's local sink recorded (its folder goes away with the demo)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return
+    print(f"tablewatch demo: {len(lines)} alert(s) recorded by the local sink:", file=err)
+    for line in lines[-10:]:
+        try:
+            a = json.loads(line)
+            text = (
+                f"{a['time'][11:19]} {a['severity']} {a['user']}@{a['client_addr']} "
+                f"({a['application_name']}) on {a['table']}, paged by {a['operator']}"
+                + (f": {a['note']}" if a["note"] else "")
+            )
+        except (ValueError, KeyError, TypeError):
+            text = line.decode("ascii", "replace")
+        print("  " + safe(text, 200), file=err)

@@ -15,23 +15,29 @@ from core.findings import Finding, PrincipalKey, Reason
 from core.snapshot import AlertView, Delivery, ReaderView
 from tui import text as t
 
-USER_W, ADDR_W, APP_W, REASON_W = 14, 15, 12, 60
+USER_W, ADDR_W, APP_W, WHY_W = 11, 15, 11, 14
 """Column widths of the readers table and the tail: the data is cut to them."""
 
-READER_COLUMNS: tuple[tuple[str, int], ...] = (
-    ("sev", 4),
-    ("score", 5),
-    ("", 2),
-    ("user", USER_W),
-    ("client", ADDR_W),
-    ("application", APP_W),
-    ("rows/h", 7),
-    ("%tbl", 4),
-    ("last hour", 12),
-    ("seen", 4),
-    ("top reason", REASON_W),
+READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("sev", "sev", 4),
+    ("flags", "", 2),
+    ("score", "score", 5),
+    ("user", "user", USER_W),
+    ("client", "client", ADDR_W),
+    ("application", "application", APP_W),
+    ("rows", "rows/h", 7),
+    ("fraction", "%tbl", 4),
+    ("why", "top reason", WHY_W),
+    ("seen", "seen", 4),
+    ("recent", "last hour", 12),
 )
-"""(header, width) of each column: headers are ours, widths bound the cells."""
+"""(key, header, width) of each column: headers are ours, widths bound the cells. Ordered by what
+an operator needs first; the reasons' details are in the detail pane."""
+NARROW_COLUMNS = frozenset(
+    ("sev", "flags", "user", "client", "application", "rows", "fraction", "why")
+)
+"""The columns that fit 80 terminal columns (score, last seen and the sparkline are in the
+detail pane)."""
 
 
 def flags(reader: ReaderView) -> Text:
@@ -44,27 +50,34 @@ def flags(reader: ReaderView) -> Text:
     return out
 
 
-def reason(item: Reason, limit: int = REASON_W) -> Text:
+def reason(item: Reason, limit: int = 140) -> Text:
     """`code: detail`, cut to `limit`."""
     return t.data(f"{item.code}: {item.detail}", limit)
+
+
+def why(reader: ReaderView) -> Text:
+    """The top reason's code, and how many more: `bulk_read +3`."""
+    if not reader.reasons:
+        return t.label("-", t.DIM)
+    more = len(reader.reasons) - 1
+    return t.data(reader.reasons[0].code + (f" +{more}" if more else ""), WHY_W)
 
 
 def reader_cells(reader: ReaderView, now_us: int) -> tuple[Text, ...]:
     """One row of the readers table, in READER_COLUMNS order."""
     p = reader.principal
-    top = reason(reader.reasons[0]) if reader.reasons else t.label("-", t.DIM)
     return (
         t.severity_word(reader.severity),
-        t.label(f"{reader.score:>3}"),
         flags(reader),
+        t.label(f"{reader.score:>3}"),
         t.data(p.user, USER_W),
         t.data(p.client_addr or "?", ADDR_W),
         t.data(p.application_name or "-", APP_W),
         t.label(t.rows(reader.rows_hour, reader.rows_estimated).rjust(7)),
         t.label(t.percent(reader.fraction_hour).rjust(4)),
-        t.sparkline(reader.recent),
+        why(reader),
         t.label(t.ago(now_us - reader.last_seen_us).rjust(4)),
-        top,
+        t.sparkline(reader.recent),
     )
 
 

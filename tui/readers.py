@@ -12,7 +12,7 @@ from core.events import AccessEvent
 from core.findings import PrincipalKey
 from core.snapshot import ReaderView
 from tui import text as t
-from tui.lines import READER_COLUMNS, reader_cells
+from tui.lines import NARROW_COLUMNS, READER_COLUMNS, reader_cells
 
 ORDERS = ("anomaly", "rows", "last seen", "user")
 """The sort orders `o` cycles through."""
@@ -78,14 +78,44 @@ class ReadersTable(DataTable[Text]):
     ReadersTable:focus { border: round $primary; }
     """
 
+    WIDE = 100
+    """From this many terminal columns on, every column; below, the NARROW_COLUMNS."""
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        # no cell padding: each column is one wider than its data instead, one space between
+        # columns rather than two, so that what matters fits 80 terminal columns
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
         self.principals: list[PrincipalKey] = []
         self._cells: list[tuple[Text, ...]] = []
+        self._shown: tuple[int, ...] = ()
+        """Indexes into READER_COLUMNS of the columns shown."""
 
     def on_mount(self) -> None:
-        for header, width in READER_COLUMNS:
-            self.add_column(t.label(header, t.BOLD), width=width, key=header or "flags")
+        self._set_columns(self.app.size.width)
+
+    def on_resize(self) -> None:
+        self._set_columns(self.app.size.width)
+
+    def _set_columns(self, width: int) -> None:
+        shown = tuple(
+            i
+            for i, (key, _, _) in enumerate(READER_COLUMNS)
+            if width >= self.WIDE or key in NARROW_COLUMNS
+        )
+        if shown == self._shown:
+            return
+        keep = self.selected
+        self._shown = shown
+        self.clear(columns=True)
+        for i in shown:
+            key, header, width_ = READER_COLUMNS[i]
+            self.add_column(t.label(header, t.BOLD), width=width_ + 1, key=key)
+        cells, self._cells = self._cells, []
+        for n, line in enumerate(cells):
+            self.add_row(*(line[i] for i in shown), key=str(n))
+        self._cells = cells
+        if keep is not None and keep in self.principals:
+            self.move_cursor(row=self.principals.index(keep), animate=False)
 
     @property
     def selected(self) -> PrincipalKey | None:
@@ -104,16 +134,17 @@ class ReadersTable(DataTable[Text]):
         """
         principals = [r.principal for r in readers]
         cells = [reader_cells(r, now_us) for r in readers]
+        shown = self._shown
         if principals == self.principals:
             for y, (old, new) in enumerate(zip(self._cells, cells, strict=True)):
-                for x, (a, b) in enumerate(zip(old, new, strict=True)):
-                    if a != b:
-                        self.update_cell_at(Coordinate(y, x), b)
+                for x, i in enumerate(shown):
+                    if old[i] != new[i]:
+                        self.update_cell_at(Coordinate(y, x), new[i])
             self._cells = cells
         else:
             self.clear()
-            for i, line in enumerate(cells):
-                self.add_row(*line, key=str(i))
+            for n, line in enumerate(cells):
+                self.add_row(*(line[i] for i in shown), key=str(n))
             self.principals, self._cells = principals, cells
         if keep is not None and keep in principals:
             row = principals.index(keep)

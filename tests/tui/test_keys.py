@@ -162,7 +162,7 @@ async def test_mark_expected_drops_the_reasons(view: LiveEngine) -> None:
         assert reader.expected == "pentest"
         assert reader.reasons == ()
         row = table(app).principals.index(MALLORY)
-        assert "E" in table(app).get_row_at(row)[2].plain
+        assert "E" in table(app).get_cell(str(row), "flags").plain
         text = app.query_one(DetailPane).text.plain
         assert "expected: pentest" in text
         assert "bulk_read" not in text.split("Reasons")[1].split("Timeline")[0]
@@ -202,13 +202,13 @@ async def test_snooze_one_hour_marks_and_sorts_last_then_lift(view: LiveEngine) 
         await pilot.pause()
         readers = table(app)
         assert readers.principals[-1] == MALLORY
-        assert readers.get_row_at(len(readers.principals) - 1)[2].plain == "z"
+        assert readers.get_cell(str(len(readers.principals) - 1), "flags").plain == "z"
         assert app.selected == MALLORY  # the cursor followed its reader
         assert "snoozed until 11:30:00 UTC (1h left)" in app.query_one(DetailPane).text.plain
         await pilot.press("s", "0")
         await settle(app)
         assert table(app).principals[0] == MALLORY
-        assert table(app).get_row_at(0)[2].plain == ""
+        assert table(app).get_cell("0", "flags").plain == ""
 
 
 async def test_snooze_cancelled(view: LiveEngine) -> None:

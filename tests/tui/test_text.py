@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -190,7 +191,7 @@ async def test_sixteen_colours(view: LiveEngine, monkeypatch: pytest.MonkeyPatch
         await app.workers.wait_for_complete()
         await pilot.pause()
         screen = screen_text(app)
-        assert "CRIT  100" in screen and "-       0" in screen
+        assert re.search(r"CRIT +100 ", screen) and re.search(r"\n│- +0 ", screen)
 
 
 def test_text_end_is_empty() -> None:
