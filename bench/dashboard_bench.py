@@ -68,7 +68,10 @@ WATCHED, ROWS, HOUR = "crm.client_list", 50_000, 3_600_000_000
 LOOKUP = "SELECT id, name, email FROM crm.client_list WHERE id = $1"
 PAGE = "SELECT * FROM crm.client_list WHERE region = $1 ORDER BY id LIMIT 100"
 BULK = "SELECT * FROM crm.client_list"
-APPS, TOOLS = ("crm-web", "billing-worker", "hourly-agg", "exporter"), ("psql", "DBeaver", "pgAdmin")
+APPS, TOOLS = (
+    ("crm-web", "billing-worker", "hourly-agg", "exporter"),
+    ("psql", "DBeaver", "pgAdmin"),
+)
 
 
 def principal(i: int) -> tuple[str, str, str]:
@@ -119,8 +122,12 @@ class Traffic:
         now, n, rng = wall_us(), self.principals, self.rng
         day = [self.event(i, now - 26 * HOUR + i * (22 * HOUR // n), 1.0) for i in range(n)]
         recent = [self.event(i, now - rng.randrange(HOUR // 2), rng.uniform(0.001, 1)) for i in range(n) for _ in (1, 2)]  # fmt: skip
-        recent += [self.event(rng.randrange(n), now - rng.randrange(HOUR // 6), 0) for _ in range(30)]
-        recent += [self.event(n + 100_000 + j, now - rng.randrange(HOUR // 6), 1.0) for j in range(50)]
+        recent += [
+            self.event(rng.randrange(n), now - rng.randrange(HOUR // 6), 0) for _ in range(30)
+        ]
+        recent += [
+            self.event(n + 100_000 + j, now - rng.randrange(HOUR // 6), 1.0) for j in range(50)
+        ]
         recent.sort(key=lambda e: e.time_us)
         for events in (day, recent):
             for at in range(0, len(events), 1000):
@@ -145,8 +152,10 @@ class Traffic:
 class TimedLive(LiveEngine):
     """The real LiveEngine; the CPU its feed takes, and how long each snapshot takes."""
 
-    feed_cpu = 0.0
-    snapshots: list[float] = []
+    def __init__(self, engine: Engine, sinks: Sequence[LocalSink], **kwargs: Any) -> None:
+        super().__init__(engine, sinks, **kwargs)
+        self.feed_cpu = 0.0
+        self.snapshots: list[float] = []
 
     def feed(self, events: Sequence[AccessEvent]) -> list[Finding]:
         started = thread_time()
@@ -236,7 +245,6 @@ async def bench(args: argparse.Namespace) -> list[str]:
         engine = Engine(EngineConfig(tables=(TableName.parse(WATCHED, ROWS),)))
         sinks = [LocalSink(Path(tmp) / "alerts.jsonl")]
         live = TimedLive(engine, sinks, trail=OperatorTrail(Path(tmp) / "state"), name="bench")
-        live.snapshots = []
         traffic = Traffic(args.principals, args.rate)
         started = perf_counter()
         traffic.prefeed(live)
@@ -292,15 +300,15 @@ async def bench(args: argparse.Namespace) -> list[str]:
         (c1 - c0) - (f1 - f0) for (c0, f0), (c1, f1) in zip(marks, marks[1:], strict=False)
     ]
     n = max(len(handler), 1)
-    lines = [
-        f"| refresh handler, wall (`refresh_snapshot`: pull + widget updates) | {row(0, handler)}",
-    ]
-    del lines
     body = [
         row("refresh handler, wall (`refresh_snapshot`: pull + widgets)", [h[0] for h in handler]),
         row("refresh handler, thread CPU", [h[1] for h in handler]),
         row("of which `live.snapshot()`, wall", snaps),
-        row("handler + rendering: process CPU per refresh interval, feeding subtracted", per_refresh, "< 150"),  # fmt: skip
+        row(
+            "handler + rendering: process CPU per refresh interval, feeding subtracted",
+            per_refresh,
+            "< 150",
+        ),  # fmt: skip
         row("key `down`/`up` to frame (cursor line repainted)", latency["down/up"], "< 100"),
         row("key `o` (re-sort) to frame", latency["o"], "< 100"),
     ]
