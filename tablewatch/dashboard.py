@@ -99,10 +99,7 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
     return 0
 
 
-DEMO_LEGEND = (
-    "demo: simulated traffic on crm.client_list; an exfiltration starts in ~10 s "
-    "and turns critical in ~30 s: select it, press a to page"
-)
+DEMO_LEGEND = "demo: an intruder shows up after ~10 s, critical by ~30 s: select it (↑), press a"
 
 
 def run_demo(*, postgres: bool = False, err: TextIO = sys.stderr) -> int:
