@@ -26,6 +26,7 @@ bench:
 	@scripts/bootstrap.sh bench
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/detection_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

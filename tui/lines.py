@@ -6,6 +6,7 @@ text at every one of them. Data goes through `tui.text.data` and its siblings, n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -119,8 +120,10 @@ def tail_line(event: AccessEvent, reveal: bool = False) -> Text:
     return line
 
 
+@functools.lru_cache(maxsize=1024)
 def finding_line(finding: Finding) -> Text:
-    """A finding: time, severity, score, who, and its reasons' codes and top detail."""
+    """A finding: time, severity, score, who, and its reasons' codes and top detail (findings are
+    frozen: each is drawn once, the pane redraws from the cache; never mutate the result)."""
     codes = ", ".join(r.code for r in finding.reasons) or "-"
     top = finding.reasons[0].detail if finding.reasons else ""
     return t.join(

@@ -87,6 +87,9 @@ class ReadersTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
         self.principals: list[PrincipalKey] = []
         self._cells: list[tuple[Text, ...]] = []
+        self._memo: dict[int, tuple[ReaderView, tuple[Text, ...]]] = {}
+        """The cells of the snapshot on screen, by reader (held, so ids stay theirs)."""
+        self._memo_at = -1
         self._shown: tuple[int, ...] = ()
         """Indexes into READER_COLUMNS of the columns shown."""
 
@@ -133,19 +136,29 @@ class ReadersTable(DataTable[Text]):
         Returns the principal the cursor ends on.
         """
         principals = [r.principal for r in readers]
-        cells = [reader_cells(r, now_us) for r in readers]
+        # a re-sort or a filter shows the same snapshot's readers again: their cells are reused
+        memo = self._memo if self._memo_at == now_us else {}
+        cells = []
+        for r in readers:
+            hit = memo.get(id(r))
+            if hit is None or hit[0] is not r:
+                hit = memo[id(r)] = (r, reader_cells(r, now_us))
+            cells.append(hit[1])
+        self._memo, self._memo_at = memo, now_us
         shown = self._shown
-        if principals == self.principals:
-            for y, (old, new) in enumerate(zip(self._cells, cells, strict=True)):
-                for x, i in enumerate(shown):
-                    if old[i] != new[i]:
-                        self.update_cell_at(Coordinate(y, x), new[i])
-            self._cells = cells
-        else:
-            self.clear()
-            for n, line in enumerate(cells):
-                self.add_row(*(line[i] for i in shown), key=str(n))
-            self.principals, self._cells = principals, cells
+        before = len(self._cells)
+        # rows are kept and their changed cells rewritten: re-adding rows (at 1,000 events/s the
+        # order changes every refresh) would have the table measure every cell again
+        for n in range(before - 1, len(cells) - 1, -1):
+            self.remove_row(str(n))
+        for y in range(min(before, len(cells))):
+            old, new = self._cells[y], cells[y]
+            for x, i in enumerate(shown):
+                if old[i] != new[i]:
+                    self.update_cell_at(Coordinate(y, x), new[i])
+        for n in range(before, len(cells)):
+            self.add_row(*(cells[n][i] for i in shown), key=str(n))
+        self.principals, self._cells = principals, cells
         if keep is not None and keep in principals:
             row = principals.index(keep)
             if row != self.cursor_row:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from textual.content import Content
+from textual.pilot import Pilot
 from textual.widgets import Static, TabbedContent
 
 from core.findings import PrincipalKey, Severity
@@ -27,6 +28,14 @@ from tui.readers import ReadersTable
 SIZE = (100, 30)
 MALLORY = PrincipalKey("mallory", "203.0.113.9", "psql", "crm.client_list")
 REPORT = PrincipalKey("report", "10.0.0.5", "metabase", "crm.client_list")
+
+
+async def pane_text(app: DashboardApp, pilot: Pilot[None], tab: str) -> str:
+    """The text of a tab's pane once shown (hidden panes are drawn when their tab is chosen)."""
+    app.query_one(TabbedContent).active = tab
+    await pilot.pause()
+    panes = {"detail": DetailPane, "events": EventsPane, "findings": FindingsPane}
+    return app.query_one(panes[tab]).text.plain
 
 
 async def settle(app: DashboardApp) -> None:
@@ -76,7 +85,7 @@ async def test_page_confirmed_reaches_the_local_sink(view: LiveEngine, tmp_path:
         assert records[0]["operator"] == "alice"
         assert records[0]["severity"] == "critical"
         assert records[0]["user"] == "mallory"
-        pane = app.query_one(FindingsPane).text.plain
+        pane = await pane_text(app, pilot, "findings")
         assert "Alerts (1)" in pane
         assert "local recorded" in pane and str(tmp_path / "alerts.jsonl") in pane
         assert "note: DBA!" in pane
@@ -108,7 +117,7 @@ async def test_page_cancelled_records_nothing(view: LiveEngine, tmp_path: Path) 
         assert not isinstance(app.screen, PageModal)
         assert alerts_file(tmp_path) == []
         assert (await view.snapshot()).alerts == ()
-        assert "Alerts (0)" in app.query_one(FindingsPane).text.plain
+        assert "Alerts (0)" in await pane_text(app, pilot, "findings")
 
 
 async def test_page_refused_is_one_line_never_a_crash(tmp_path: Path) -> None:
@@ -229,7 +238,7 @@ async def test_filter_narrows_readers_and_tail_escape_clears(view: LiveEngine) -
         await pilot.press("slash", *"MALL")
         await pilot.pause()
         assert table(app).principals == [MALLORY]
-        tail = app.query_one(EventsPane).text.plain.splitlines()
+        tail = (await pane_text(app, pilot, "events")).splitlines()
         assert len(tail) == 2 and all("mallory" in line for line in tail)
         await pilot.pause()
         assert "Readers (1 of 3) · by anomaly (o) · filter: MALL" in screen_text(app)
@@ -238,7 +247,7 @@ async def test_filter_narrows_readers_and_tail_escape_clears(view: LiveEngine) -
         await pilot.press("escape")
         await pilot.pause()
         assert len(table(app).principals) == total
-        assert len(app.query_one(EventsPane).text.plain.splitlines()) == 33
+        assert len((await pane_text(app, pilot, "events")).splitlines()) == 33
 
 
 async def test_filter_matches_address_and_application(view: LiveEngine) -> None:
@@ -254,7 +263,7 @@ async def test_filter_matches_address_and_application(view: LiveEngine) -> None:
         await pilot.press("escape", "slash", *"zz")
         await pilot.pause()
         assert table(app).principals == []
-        assert "no access events match the filter" in app.query_one(EventsPane).text.plain
+        assert "no access events match the filter" in await pane_text(app, pilot, "events")
 
 
 async def test_order_cycles_and_keeps_the_selection(view: LiveEngine) -> None:
@@ -303,7 +312,7 @@ async def test_pause_freezes_the_screen_while_the_engine_runs_on(view: LiveEngin
         await settle(app)
         await pilot.pause()
         assert table(app).principals == before
-        assert "eve" not in app.query_one(EventsPane).text.plain
+        assert "eve" not in await pane_text(app, pilot, "events")
         assert any(r.principal.user == "eve" for r in (await view.snapshot()).readers)
         await pilot.press("p")
         await settle(app)
@@ -324,10 +333,11 @@ async def test_reveal_shows_parameters_and_literals(view: LiveEngine) -> None:
         await pilot.pause()
         shown = app.query_one(DetailPane).text.plain
         assert "$2=ann@example.com" in shown and "WHERE region <> 'none'" in shown
-        assert "ann@example.com" in app.query_one(EventsPane).text.plain
+        assert "ann@example.com" in await pane_text(app, pilot, "events")
         await pilot.press("r")
         await pilot.pause()
-        assert "ann@example.com" not in app.query_one(DetailPane).text.plain
+        assert "ann@example.com" not in await pane_text(app, pilot, "events")
+        assert "ann@example.com" not in await pane_text(app, pilot, "detail")
 
 
 async def test_tabs_switch_by_key(view: LiveEngine) -> None:
