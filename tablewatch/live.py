@@ -66,14 +66,16 @@ class _Feed:
 
 
 async def _freeze_survivors() -> None:
-    """Every FREEZE_SECONDS, `gc.freeze()` what is alive: the engine's state is long-lived and
-    large (hundreds of thousands of objects at 10,000 principals), and each full collection
-    walked all of it, stalling the screen for a quarter of a second every few seconds. Frozen
-    objects are still freed by reference counting when dropped; the engine's structures hold no
-    reference cycles, so nothing that could only be collected as a cycle is kept."""
+    """At once and every FREEZE_SECONDS, `gc.freeze()` what is alive.
+
+    The engine's state is long-lived and large (hundreds of thousands of objects at 10,000
+    principals), and each full collection walked all of it, stalling the screen for a quarter of
+    a second every few seconds. Frozen objects are still freed by reference counting when
+    dropped; the engine's structures hold no reference cycles, so nothing that could only be
+    collected as a cycle is kept."""
     while True:
-        await asyncio.sleep(FREEZE_SECONDS)
         gc.freeze()
+        await asyncio.sleep(FREEZE_SECONDS)
 
 
 class LiveEngine:
