@@ -73,9 +73,12 @@ async def _freeze_survivors() -> None:
     a second every few seconds. Frozen objects are still freed by reference counting when
     dropped; the engine's structures hold no reference cycles, so nothing that could only be
     collected as a cycle is kept."""
-    while True:
-        gc.freeze()
-        await asyncio.sleep(FREEZE_SECONDS)
+    try:
+        while True:
+            gc.freeze()
+            await asyncio.sleep(FREEZE_SECONDS)
+    finally:
+        gc.unfreeze()  # stopped: the collector sees everything again
 
 
 class LiveEngine:
