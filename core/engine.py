@@ -335,7 +335,13 @@ class Engine:
         views.sort(key=lambda v: (v.severity, v.score, v.last_seen_us), reverse=True)
         tables = tuple(TableView(str(t), self.table_rows(str(t))) for t in self.config.tables)
         return Snapshot(
-            now, tuple(views), tuple(self._findings), self.events, self.learning(now), tables
+            now,
+            tuple(views),
+            tuple(self._findings),
+            self.events,
+            self.learning(now),
+            tables,
+            readers_total=len(self._readers),
         )
 
     def _view(self, r: Reader, now: int) -> ReaderView:

@@ -126,3 +126,5 @@ class Snapshot:
     """The latest access events about the watched tables, oldest first (live views only)."""
     rate: float = 0.0
     """Events per second lately (live views only)."""
+    readers_total: int = 0
+    """How many readers are live: `readers` holds the most anomalous of them."""

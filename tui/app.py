@@ -141,7 +141,8 @@ class DashboardApp(OperatorApp):
             return
         order = ORDERS[self.order]
         readers = [r for r in ordered(snap.readers, order) if reader_matches(r, self.needle)]
-        table.border_title = title(order, self.needle, len(readers), len(snap.readers))
+        total = max(snap.readers_total, len(snap.readers))
+        table.border_title = title(order, self.needle, len(readers), total)
         self.selected = table.show(readers, snap.taken_us, self.selected)
         self._show_pane()
 

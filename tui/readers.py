@@ -57,7 +57,7 @@ def event_matches(event: AccessEvent, needle: str) -> bool:
 
 def title(order: str, needle: str, shown: int, total: int) -> Text:
     """The table's border title: count, order and filter."""
-    count = f"{shown} of {total}" if shown != total else f"{total}"
+    count = f"{shown:,} of {total:,}" if shown != total else f"{total:,}"
     out = t.label(f" Readers ({count}) · by {order} (o) ")
     if needle:
         out.append_text(t.join((t.label("· filter:", t.ACCENT), t.data(needle, 30), t.label(""))))

@@ -19,6 +19,7 @@ from tablewatch.live import LiveEngine
 from tests.tui.world import app_for, screen_text
 from tui import text as t
 from tui.app import DashboardApp
+from tui.readers import title
 
 TUI = Path(__file__).resolve().parents[2] / "tui"
 WIDGETS = {"Static", "Label", "Button", "TabPane", "Tab", "Input", "Digits", "Pretty"}
@@ -197,3 +198,8 @@ async def test_sixteen_colours(view: LiveEngine, monkeypatch: pytest.MonkeyPatch
 def test_text_end_is_empty() -> None:
     """Texts we build never carry a trailing newline into a cell."""
     assert t.data("x").end == "" and isinstance(t.label("y"), Text)
+
+
+def test_the_table_title_says_how_many_readers_are_not_listed() -> None:
+    assert "Readers (200 of 10,223)" in title("anomaly", "", 200, 10_223).plain
+    assert "Readers (7)" in title("anomaly", "", 7, 7).plain

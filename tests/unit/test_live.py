@@ -172,3 +172,10 @@ def test_an_unreadable_trail_line_is_counted_not_fatal(tmp_path: Path) -> None:
     trail = OperatorTrail(tmp_path)
     assert list(trail.marks()) == []
     assert trail.skipped == 2
+
+
+async def test_the_snapshot_lists_the_top_readers_and_counts_them_all(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    live.feed([ev(NOW - 1_000_000 + i, addr=f"10.1.{i // 250}.{i % 250}") for i in range(250)])
+    snap = await live.snapshot()
+    assert len(snap.readers) == 200 and snap.readers_total == 250
