@@ -99,7 +99,7 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
     return 0
 
 
-DEMO_LEGEND = "demo: an intruder shows up after ~10 s, critical by ~30 s: select it (↑), press a"
+DEMO_LEGEND = "demo: an intruder in ~10 s, critical by ~30 s: select it (↑) and press a"
 
 
 def run_demo(*, postgres: bool = False, err: TextIO = sys.stderr) -> int:

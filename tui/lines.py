@@ -16,7 +16,7 @@ from core.findings import Finding, PrincipalKey, Reason
 from core.snapshot import AlertView, Delivery, ReaderView
 from tui import text as t
 
-USER_W, ADDR_W, APP_W, WHY_W = 11, 15, 11, 14
+USER_W, ADDR_W, APP_W, WHY_W = 10, 15, 11, 13
 """Column widths of the readers table and the tail: the data is cut to them."""
 
 READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
