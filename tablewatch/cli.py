@@ -211,7 +211,8 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _terminal() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    # Textual draws on stderr: redirected, the screen would go to a file and keys act blind
+    return sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,7 +221,7 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     tables = _tables(args, settings)
     _prefix(settings.audit_log.log_line_prefix)
     if not _terminal():
-        raise _Refused("the dashboard needs a terminal (stdin and stdout)")
+        raise _Refused("the dashboard needs a terminal (stdin, stdout and stderr)")
     from tablewatch.dashboard import run_dashboard
 
     return run_dashboard(settings, tables)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,9 @@ async def _serve(app: DashboardApp, *background: Awaitable[None]) -> None:
     """Run the app; the background tasks run until it exits (a crash of one is shown by the
     app through the sources' health, never silently ends the dashboard)."""
     tasks = [asyncio.ensure_future(job) for job in background]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed SSH session: leave as with `q`
+        loop.add_signal_handler(sig, app.exit)
     try:
         await app.run_async()
     finally:

@@ -39,7 +39,9 @@ RATE_SECONDS = 10.0
 RESTART_SECONDS = 5.0
 """A failed source is restarted after this pause."""
 FREEZE_SECONDS = 10.0
-"""How often the objects alive so far are moved out of the garbage collector's reach."""
+"""How often the objects that survived lately are collected and frozen (see _freeze_survivors)."""
+REFREEZE_SECONDS = 600.0
+"""How often the frozen objects are handed back to the collector for one full collection."""
 
 _Key = tuple[str, str, str, str]
 
@@ -66,19 +68,27 @@ class _Feed:
 
 
 async def _freeze_survivors() -> None:
-    """At once and every FREEZE_SECONDS, `gc.freeze()` what is alive.
+    """Keep full garbage collections from stalling the screen.
 
     The engine's state is long-lived and large (hundreds of thousands of objects at 10,000
-    principals), and each full collection walked all of it, stalling the screen for a quarter of
-    a second every few seconds. Frozen objects are still freed by reference counting when
-    dropped; the engine's structures hold no reference cycles, so nothing that could only be
-    collected as a cycle is kept."""
+    principals); each full collection walked all of it, a quarter of a second every few seconds.
+    So what is alive is collected once and then, every FREEZE_SECONDS, frozen (`gc.freeze`: out
+    of the collector's reach, still freed by reference counting when dropped). Frozen objects
+    that later become garbage inside reference cycles (render caches, closed screens) can only go
+    at a full collection, so every REFREEZE_SECONDS the freeze is lifted for one: one longer pause
+    in ten minutes instead of dozens, and nothing held longer than that. Lifted for good when the
+    engine stops.
+    """
+    rounds = max(1, int(REFREEZE_SECONDS / FREEZE_SECONDS))
     try:
         while True:
-            gc.freeze()
-            await asyncio.sleep(FREEZE_SECONDS)
+            gc.collect()  # everything: at the start, then once every REFREEZE_SECONDS
+            for _ in range(rounds):
+                gc.freeze()
+                await asyncio.sleep(FREEZE_SECONDS)
+            gc.unfreeze()
     finally:
-        gc.unfreeze()  # stopped: the collector sees everything again
+        gc.unfreeze()
 
 
 class LiveEngine:
@@ -104,8 +114,6 @@ class LiveEngine:
         self._snoozed: dict[_Key, int] = {}
         self._alerts: deque[AlertView] = deque(maxlen=ALERTS_KEPT)
         self._counts: deque[tuple[float, int]] = deque()
-        self.findings: list[Finding] = []
-        """Findings raised since the last `take_findings` (for the alert rules)."""
         if trail is not None:
             for mark in trail.marks():
                 engine.mark_expected(mark.user, mark.client_addr, mark.application_name, mark.note)
@@ -141,7 +149,12 @@ class LiveEngine:
                 feed.error = safe(f"{type(exc).__name__}: {exc}", 300)
                 await asyncio.sleep(RESTART_SECONDS)
                 if feed.make is not None:
-                    feed.source = feed.make()
+                    try:
+                        feed.source = feed.make()
+                    except Exception as again:  # shown; tried again after the next pause
+                        feed.error = safe(f"restart failed: {type(again).__name__}: {again}", 300)
+                        continue
+                    feed.error = ""  # restarted: its own health speaks from now on
             else:
                 return
 
@@ -150,7 +163,6 @@ class LiveEngine:
         if not events:
             return []
         found = self.engine.process(events if isinstance(events, list) else list(events))
-        self.findings.extend(found)
         self._counts.append((time.monotonic(), len(events)))
         self._tail.extend(events)
         match = self.engine.watched.match
@@ -169,11 +181,6 @@ class LiveEngine:
             if text is not None and len(text) > STATEMENT_CHARS:
                 text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
             seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
-        return found
-
-    def take_findings(self) -> list[Finding]:
-        """The findings raised since the last call."""
-        found, self.findings = self.findings, []
         return found
 
     def rate(self) -> float:

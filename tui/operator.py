@@ -51,6 +51,8 @@ class OperatorApp(App[None]):
         self.selected: PrincipalKey | None = None
         """The reader under the cursor, kept across refreshes and re-sorts."""
         self._pulling: Worker[None] | None = None
+        self._told = ""
+        """The last snapshot failure notified."""
 
     def start_pulling(self) -> None:
         """Pull a snapshot now and every `refresh_seconds`."""
@@ -79,10 +81,11 @@ class OperatorApp(App[None]):
             snapshot = await self.view.snapshot()
         except Exception as exc:  # the view's failure is shown, never a crash
             problem = t.notice(f"{type(exc).__name__}: ", exc)
-            if problem != self.problem:
+            if problem != self._told:  # a view failing every other pull is told once
                 self.notify(
                     t.notice("cannot get a snapshot: ", problem), severity="error", markup=False
                 )
+                self._told = problem
             self.problem = problem
             return
         self.problem = ""

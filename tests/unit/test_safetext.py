@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from core.safetext import ELLIPSIS, safe
@@ -37,3 +39,18 @@ def test_length_is_bounded_with_a_visible_mark(limit: int, expected: str) -> Non
 
 def test_escapes_count_towards_the_bound() -> None:
     assert len(safe("\x1b" * 100, 20)) == 20
+
+
+def test_no_format_character_survives() -> None:
+    """Every Unicode format character (Cf) comes out escaped: tag characters after `pg_dump`
+    would otherwise make another application_name look exactly like it."""
+    formats = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+    assert len(formats) > 150
+    shown = safe("".join(formats), 100_000)
+    assert not [c for c in shown if unicodedata.category(c) == "Cf"]
+    assert safe("pg_dump\U000e0041") == "pg_dump\\U000e0041"
+
+
+@pytest.mark.parametrize("invisible", ["\u3164", "\u115f", "\uffa0", "\u034f", "\ufe0f", "\u2028"])
+def test_invisible_look_alikes_are_escaped(invisible: str) -> None:
+    assert safe(f"backup{invisible}") == f"backup\\u{ord(invisible):04x}"
