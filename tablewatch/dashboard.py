@@ -29,7 +29,7 @@ from core.settings import ExpectedPrincipal, Settings
 from core.tables import TableName, WatchedTables
 from core.windows import HOUR_US
 from tablewatch.live import LiveEngine
-from tablewatch.trail import OperatorTrail
+from tablewatch.trail import OperatorTrail, TrailError
 from tui.app import DashboardApp
 
 ALERTS_FILE = "alerts.jsonl"
@@ -85,9 +85,13 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         print(f"tablewatch dashboard: {exc}", file=err)
         return 2
     engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
-    live = LiveEngine(
-        engine, [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state), name="in-process"
-    )
+    try:
+        live = LiveEngine(
+            engine, [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state), name="in-process"
+        )
+    except TrailError as exc:
+        print(f"tablewatch dashboard: {exc}", file=err)
+        return 2
     pattern, start = settings.audit_log.path, settings.audit_log.start
     live.attach(
         _tail(pattern, tables, settings, start),

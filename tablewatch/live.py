@@ -241,17 +241,21 @@ class LiveEngine:
             request.operator,
             "operator",
         )
-        self._record(
-            "page",
-            request.operator,
-            p,
-            now,
-            severity=request.severity.label,
-            note=request.note,
-            key=alert.key,
-        )
+        trail: list[Delivery] = []
+        try:
+            self._record(
+                "page",
+                request.operator,
+                p,
+                now,
+                severity=request.severity.label,
+                note=request.note,
+                key=alert.key,
+            )
+        except ActionRefused as exc:  # during an incident the page matters more: sent, and told
+            trail.append(Delivery("operator-trail", "failed", str(exc)))
         deliveries = await asyncio.gather(*(self._send(sink, alert) for sink in self.sinks))
-        alert = dataclasses.replace(alert, deliveries=tuple(deliveries))
+        alert = dataclasses.replace(alert, deliveries=(*deliveries, *trail))
         self._alerts.append(alert)
         return alert
 

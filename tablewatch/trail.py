@@ -20,6 +20,10 @@ TRAIL_FILE = "operator-trail.jsonl"
 _ISO = IsoFormatter()
 
 
+class TrailError(Exception):
+    """The trail exists but cannot be read; `str()` is one line."""
+
+
 @dataclass(frozen=True, slots=True)
 class Mark:
     """A principal an operator declared expected."""
@@ -63,12 +67,21 @@ class OperatorTrail:
             os.close(fd)
 
     def marks(self) -> Iterator[Mark]:
-        """The principals marked expected so far, oldest first (unreadable lines counted)."""
+        """The principals marked expected so far, oldest first (unreadable lines counted).
+
+        Raises:
+            TrailError: the file exists but cannot be read (starting without the operators'
+                decisions would silently page about principals they declared known).
+        """
         try:
             with self.path.open("rb") as f:
                 lines = f.readlines()
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise TrailError(
+                f"cannot read the operator trail {self.path}: {exc.strerror or exc}"
+            ) from None
         for line in lines:
             try:
                 entry = json.loads(line)

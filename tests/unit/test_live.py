@@ -17,7 +17,7 @@ from core.findings import Code, PrincipalKey, Severity
 from core.sources import EventBatch, SourceHealth
 from core.view import ActionRefused, PageRequest
 from tablewatch.live import STATEMENT_CHARS, LiveEngine
-from tablewatch.trail import TRAIL_FILE, OperatorTrail
+from tablewatch.trail import TRAIL_FILE, OperatorTrail, TrailError
 from tests.unit.enginekit import TABLE, at, engine, ev
 
 NOW = at(day=3, hour=10)
@@ -167,6 +167,12 @@ async def test_a_failing_source_is_shown_down_then_restarted(
             await task
 
 
+def test_an_unreadable_trail_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / TRAIL_FILE).mkdir()
+    with pytest.raises(TrailError, match="cannot read the operator trail"):
+        _live(tmp_path)
+
+
 def test_an_unreadable_trail_line_is_counted_not_fatal(tmp_path: Path) -> None:
     (tmp_path / TRAIL_FILE).write_text('{"action": "expected"}\nnot json\n')
     trail = OperatorTrail(tmp_path)
@@ -179,3 +185,16 @@ async def test_the_snapshot_lists_the_top_readers_and_counts_them_all(tmp_path: 
     live.feed([ev(NOW - 1_000_000 + i, addr=f"10.1.{i // 250}.{i % 250}") for i in range(250)])
     snap = await live.snapshot()
     assert len(snap.readers) == 200 and snap.readers_total == 250
+
+
+async def test_a_page_is_sent_even_when_the_trail_cannot_be_written(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    (tmp_path / TRAIL_FILE).mkdir()  # a folder where the trail file should be
+    alert = await live.page(PageRequest(MALLORY, Severity.CRITICAL, "now", "ann"))
+    assert [(d.sink, d.state) for d in alert.deliveries] == [
+        ("local", "recorded"),
+        ("operator-trail", "failed"),
+    ]
+    assert json.loads((tmp_path / "alerts.jsonl").read_text())["note"] == "now"
+    with pytest.raises(ActionRefused, match="operator trail"):
+        await live.mark_expected(MALLORY, "x", "ann")  # not paging: refused, nothing half-done
