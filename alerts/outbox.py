@@ -1,0 +1,199 @@
+"""The durable alert outbox: what must reach each sink, kept in SQLite until it has.
+
+Delivery is at-least-once. Each row is one action (trigger, acknowledge, resolve) of one alert
+for one sink, with its payload already built (redacted, within the sink's limits). A delivery
+task takes the rows that are due, sends them, and marks each one `sent`, `failed` (a refusal that
+retrying cannot fix: a 4xx other than 408 and 429) or due again later: exponential backoff with
+jitter, or exactly the server's Retry-After. Every change is committed before the next send, with
+`synchronous = FULL`, so a process killed at any point resends at most the row it was sending;
+the sinks' stable keys (PagerDuty `dedup_key`, Opsgenie `alias`, Alertmanager labels) make that
+resend harmless.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+OUTBOX_FILE: Final = "outbox.sqlite3"
+SCHEMA_VERSION: Final = 1
+BACKOFF_BASE: Final = 1.0
+"""Seconds before the first retry; doubled at each further attempt..."""
+BACKOFF_CAP: Final = 300.0
+"""...up to this."""
+RETRY_AFTER_CAP: Final = 3600.0
+"""A Retry-After longer than this is taken as this (a broken header must not park an alert)."""
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    sink TEXT NOT NULL,
+    key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    next_at REAL NOT NULL,
+    done_at REAL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
+CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be opened or is not ours; `str()` is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One delivery to make."""
+
+    id: int
+    sink: str
+    key: str
+    action: str
+    payload: bytes
+    attempts: int
+    """Attempts made so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A delivery's state, as the dashboard and the metrics show it."""
+
+    sink: str
+    key: str
+    action: str
+    state: str
+    attempts: int
+    detail: str
+
+
+def backoff(attempts: int, jitter: float) -> float:
+    """Seconds to wait after `attempts` failed attempts; `jitter` in [0, 1) spreads retries of many
+    alerts over the second half of the interval ("equal jitter").
+
+    >>> backoff(1, 0.0), backoff(2, 0.0), backoff(3, 0.999)
+    (0.5, 1.0, 3.998)
+    >>> backoff(30, 0.0)
+    150.0
+    """
+    interval: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(attempts - 1, 0))
+    return round(interval / 2 + interval / 2 * jitter, 3)
+
+
+class Outbox:
+    """The outbox in `path` (created with its folder, owner-only)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.jitter = jitter
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.touch(mode=0o600, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise OutboxError(f"{path}: outbox schema {version}, this tablewatch knows 1")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"{path}: not a tablewatch outbox ({exc})") from None
+        except OSError as exc:
+            raise OutboxError(f"{path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        """Close the file (everything is already committed)."""
+        self._db.close()
+
+    # writing ------------------------------------------------------------------------------------
+
+    def enqueue(self, sink: str, key: str, action: str, payload: bytes) -> int:
+        """Queue one delivery, due now; its id."""
+        now = self.clock()
+        cursor = self._db.execute(
+            "INSERT INTO outbox (sink, key, action, payload, created, next_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (sink, key, action, payload, now, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def sent(self, item: Item, detail: str = "") -> None:
+        """The sink took it."""
+        self._finish(item, "sent", detail)
+
+    def failed(self, item: Item, detail: str) -> None:
+        """The sink refused it for good (retrying cannot help); `detail` says why."""
+        self._finish(item, "failed", detail)
+
+    def retry(self, item: Item, detail: str, retry_after: float | None = None) -> float:
+        """Try again later: after `retry_after` seconds when the sink said so, else after the
+        backoff of this attempt. Returns the delay chosen."""
+        attempts = item.attempts + 1
+        if retry_after is not None and retry_after >= 0:
+            delay = min(retry_after, RETRY_AFTER_CAP)
+        else:
+            delay = backoff(attempts, self.jitter())
+        self._db.execute(
+            "UPDATE outbox SET attempts = ?, next_at = ?, detail = ? WHERE id = ?",
+            (attempts, self.clock() + delay, detail, item.id),
+        )
+        return delay
+
+    def _finish(self, item: Item, state: str, detail: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET state = ?, attempts = ?, done_at = ?, detail = ? WHERE id = ?",
+            (state, item.attempts + 1, self.clock(), detail, item.id),
+        )
+
+    # reading ------------------------------------------------------------------------------------
+
+    def due(self, limit: int = 100) -> list[Item]:
+        """Queued deliveries whose time has come, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, sink, key, action, payload, attempts FROM outbox"
+            " WHERE state = 'queued' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+            (self.clock(), limit),
+        ).fetchall()
+        return [Item(*row) for row in rows]
+
+    def next_due(self) -> float | None:
+        """When the next queued delivery is due (None when nothing is queued)."""
+        row = self._db.execute("SELECT min(next_at) FROM outbox WHERE state = 'queued'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def depth(self) -> int:
+        """Deliveries still queued."""
+        return int(
+            self._db.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+        )
+
+    def rows(self, key: str) -> list[Row]:
+        """Every delivery of one alert, in the order queued."""
+        return [
+            Row(*row)
+            for row in self._db.execute(
+                "SELECT sink, key, action, state, attempts, detail FROM outbox"
+                " WHERE key = ? ORDER BY id",
+                (key,),
+            )
+        ]
