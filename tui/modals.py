@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rich.text import Text
 from textual import on
@@ -20,6 +21,7 @@ from tui import text as t
 SNOOZES = {"1": 15 * 60, "2": 3600, "3": 4 * 3600, "4": 24 * 3600, "0": 0}
 """Snooze keys and their durations in seconds (0 lifts the snooze)."""
 CHOICES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+_R = TypeVar("_R")
 
 MODAL_CSS = """
 {name} {{ align: center middle; background: $background 60%; }}
@@ -49,20 +51,52 @@ def default_severity(reader: ReaderView) -> Severity:
     return max(reader.severity, Severity.WARNING)
 
 
-class PageModal(ModalScreen[PageChoice | None]):
+class _NoteModal(ModalScreen[_R]):
+    """A confirmation about one reader with a note: Enter, ctrl+s or the confirm button
+    confirms, Escape or the other button cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Confirm")]
+
+    def __init__(self, reader: ReaderView) -> None:
+        super().__init__()
+        self.reader = reader
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def result(self, note: str) -> _R:
+        """What the dialog answers when confirmed with `note`."""
+        raise NotImplementedError
+
+    @on(Input.Submitted)
+    def action_confirm(self) -> None:
+        """Confirm with the note typed."""
+        self.dismiss(self.result(self.query_one(Input).value))
+
+    def action_cancel(self) -> None:
+        """Close without doing anything."""
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
+
+
+class PageModal(_NoteModal[PageChoice | None]):
     """Page on-call about a reader: severity (up/down), a note, Enter or ctrl+s to page."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="PageModal", colour="$error")
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "confirm", "Page"),
         Binding("up", "severity(-1)", "Severity up", show=False),
         Binding("down", "severity(1)", "Severity down", show=False),
     ]
 
     def __init__(self, reader: ReaderView) -> None:
-        super().__init__()
-        self.reader = reader
+        super().__init__(reader)
         self.severity = default_severity(reader)
 
     def compose(self) -> ComposeResult:
@@ -75,41 +109,21 @@ class PageModal(ModalScreen[PageChoice | None]):
                 yield Button("Page", variant="error", id="confirm", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
     def action_severity(self, step: int) -> None:
         """Move the severity choice (-1: more severe)."""
         i = min(len(CHOICES) - 1, max(0, CHOICES.index(self.severity) + step))
         self.severity = CHOICES[i]
         self.query_one("#severity", Static).update(t.choice(CHOICES, self.severity))
 
-    @on(Input.Submitted)
-    def action_confirm(self) -> None:
+    def result(self, note: str) -> PageChoice | None:
         """Page with the chosen severity and note."""
-        self.dismiss(PageChoice(self.severity, self.query_one(Input).value))
-
-    def action_cancel(self) -> None:
-        """Close without paging."""
-        self.dismiss(None)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "confirm":
-            self.action_confirm()
-        else:
-            self.action_cancel()
+        return PageChoice(self.severity, note)
 
 
-class ExpectModal(ModalScreen[str | None]):
+class ExpectModal(_NoteModal[str | None]):
     """Mark a reader as expected, with a note: Enter or ctrl+s confirms, Escape cancels."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="ExpectModal", colour="$success")
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Confirm")]
-
-    def __init__(self, reader: ReaderView) -> None:
-        super().__init__()
-        self.reader = reader
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -122,24 +136,9 @@ class ExpectModal(ModalScreen[str | None]):
                 yield Button("Mark expected", variant="success", id="confirm", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def action_confirm(self) -> None:
-        """Confirm with the note typed."""
-        self.dismiss(self.query_one(Input).value)
-
-    def action_cancel(self) -> None:
-        """Close without marking."""
-        self.dismiss(None)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "confirm":
-            self.action_confirm()
-        else:
-            self.action_cancel()
+    def result(self, note: str) -> str | None:
+        """The note."""
+        return note
 
 
 class SnoozeModal(ModalScreen[int | None]):
