@@ -8,12 +8,11 @@ alert names who read what.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from core.events import IsoFormatter
+from core.files import append_record
 from core.snapshot import AlertView, Delivery
 
 _ISO = IsoFormatter()
@@ -33,25 +32,14 @@ class LocalSink:
 
     async def send(self, alert: AlertView) -> Delivery:
         """Record the alert; `recorded` with the file's path, or `failed` with the OS error."""
-        line = json.dumps(_payload(alert), ensure_ascii=True) + "\n"
         try:
-            await asyncio.to_thread(self._append, line.encode("ascii"))
+            await asyncio.to_thread(append_record, self.path, _payload(alert))
         except OSError as exc:
             return Delivery(self._name, "failed", f"{self.path}: {exc.strerror or exc}")
         return Delivery(self._name, "recorded", str(self.path))
 
-    def _append(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 def _payload(alert: AlertView) -> dict[str, Any]:
-    p = alert.principal
     return {
         "key": alert.key,
         "time": _ISO.format(alert.time_us),
@@ -60,8 +48,5 @@ def _payload(alert: AlertView) -> dict[str, Any]:
         "severity": alert.severity.label,
         "summary": alert.summary,
         "note": alert.note,
-        "user": p.user,
-        "client_addr": p.client_addr,
-        "application_name": p.application_name,
-        "table": p.table,
+        **alert.principal.fields(),
     }

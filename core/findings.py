@@ -100,6 +100,15 @@ class PrincipalKey:
     application_name: str
     table: str
 
+    def fields(self) -> dict[str, str]:
+        """`{"user", "client_addr", "application_name", "table"}`, as records name them."""
+        return {
+            "user": self.user,
+            "client_addr": self.client_addr,
+            "application_name": self.application_name,
+            "table": self.table,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:

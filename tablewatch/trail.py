@@ -7,13 +7,13 @@ decisions come back from after a restart: a principal marked expected stays expe
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.events import IsoFormatter
+from core.files import append_record
 from core.findings import PrincipalKey
 
 TRAIL_FILE = "operator-trail.jsonl"
@@ -46,25 +46,14 @@ class OperatorTrail:
         self, action: str, operator: str, principal: PrincipalKey, time_us: int, **details: Any
     ) -> None:
         """Record one action (raises OSError when the file cannot be written)."""
-        p = principal
         entry = {
             "time": _ISO.format(time_us),
             "action": action,
             "operator": operator,
-            "user": p.user,
-            "client_addr": p.client_addr,
-            "application_name": p.application_name,
-            "table": p.table,
+            **principal.fields(),
             **details,
         }
-        data = (json.dumps(entry, ensure_ascii=True) + "\n").encode("ascii")
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_record(self.path, entry)
 
     def marks(self) -> Iterator[Mark]:
         """The principals marked expected so far, oldest first (unreadable lines counted).
