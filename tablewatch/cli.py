@@ -40,6 +40,17 @@ def _table_arg(text: str) -> TableName:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _table_option(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--table",
+        action="append",
+        type=_table_arg,
+        default=[],
+        metavar="SCHEMA.TABLE[=ROWS]",
+        help=f"a watched table (repeatable; default: [[tables]] of the settings{more})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tablewatch",
@@ -75,15 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's log_line_prefix, for stderr logs "
         "(default: settings, else '%%m [%%p] %%q%%u@%%d %%r %%a ')",
     )
-    replay.add_argument(
-        "--table",
-        action="append",
-        type=_table_arg,
-        default=[],
-        metavar="SCHEMA.TABLE[=ROWS]",
-        help="a watched table (repeatable; default: [[tables]] of the settings); an unqualified "
-        "name matches that table in any schema",
-    )
+    _table_option(replay, "; an unqualified name matches that table in any schema")
     replay.add_argument(
         "--state-dir",
         type=Path,
@@ -105,14 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "does. The position is kept in the state dir: the next run resumes where this one "
         "stopped.",
     )
-    tail.add_argument(
-        "--table",
-        action="append",
-        type=_table_arg,
-        default=[],
-        metavar="SCHEMA.TABLE[=ROWS]",
-        help="a watched table (repeatable; default: [[tables]] of the settings)",
-    )
+    _table_option(tail)
     tail.add_argument(
         "--from-start",
         action="store_true",
@@ -144,14 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow [audit_log] path, rank the readers of the watched tables and show "
         "them live; page, mark expected or snooze from the keyboard (? for the keys).",
     )
-    dashboard.add_argument(
-        "--table",
-        action="append",
-        type=_table_arg,
-        default=[],
-        metavar="SCHEMA.TABLE[=ROWS]",
-        help="a watched table (repeatable; default: [[tables]] of the settings)",
-    )
+    _table_option(dashboard)
     dashboard.add_argument(
         "--agent", metavar="URL", help="attach to a running agent (not built yet)"
     )
