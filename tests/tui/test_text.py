@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import ast
-import io
 import re
 from pathlib import Path
 
 import pytest
 import textual.constants
 from rich.color import ColorType
-from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
 from core.findings import Severity
 from tablewatch.live import LiveEngine
-from tests.tui.world import app_for, screen_text
+from tests.tui.world import app_for, screen_console, screen_text
 from tui import text as t
 from tui.app import DashboardApp
 from tui.readers import title
@@ -132,16 +130,7 @@ def test_cell_pads_and_cuts() -> None:
 
 
 def _colours(app: DashboardApp) -> set[tuple[int, int, int]]:
-    width, height = app.size
-    console = Console(
-        width=width,
-        height=height,
-        file=io.StringIO(),
-        force_terminal=True,
-        color_system="truecolor",
-        legacy_windows=False,
-    )
-    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console, update = screen_console(app, "truecolor")
     found: set[tuple[int, int, int]] = set()
     for segment in console.render(update):
         style = segment.style

@@ -92,8 +92,9 @@ def app_for(view: LiveEngine, **kwargs: Any) -> DashboardApp:
     return DashboardApp(view, operator="alice", **kwargs)
 
 
-def screen_text(app: App[Any]) -> str:
-    """What the terminal shows now, as plain text (the screen and any dialog on it)."""
+def screen_console(app: App[Any], color_system: str | None = None) -> tuple[Console, Any]:
+    """A console the size of the app's terminal, and the app's whole screen (with any dialog)
+    as the compositor would send it, to print or render there."""
     width, height = app.size
     console = Console(
         width=width,
@@ -102,9 +103,15 @@ def screen_text(app: App[Any]) -> str:
         force_terminal=True,
         record=True,
         legacy_windows=False,
-        color_system=None,
+        color_system=color_system,
     )
     update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    return console, update
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal shows now, as plain text (the screen and any dialog on it)."""
+    console, update = screen_console(app)
     console.print(update)
     return console.export_text()
 
