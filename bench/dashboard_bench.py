@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT)]
 
+from replay_bench import cpu_model  # noqa: E402
 from rich.console import RenderableType  # noqa: E402
 from textual._compositor import ChopsUpdate, CompositorUpdate, LayoutUpdate  # noqa: E402
 from textual.pilot import Pilot  # noqa: E402
@@ -345,11 +346,8 @@ def report_profile(profile: cProfile.Profile) -> list[str]:
 
 
 def machine() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    model = next((n.split(":")[1].strip() for n in lines if n.startswith("model name")), "?")
     return (
-        f"{model} · {os.cpu_count()} CPUs · Python {platform.python_version()} · Textual "
+        f"{cpu_model()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · Textual "
         f"{version('textual')} · Rich {version('rich')} · {os.environ['TEXTUAL_COLOR_SYSTEM']}"
     )
 
