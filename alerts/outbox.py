@@ -12,16 +12,17 @@ resend harmless.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 OUTBOX_FILE: Final = "outbox.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 BACKOFF_BASE: Final = 1.0
 """Seconds before the first retry; doubled at each further attempt..."""
 BACKOFF_CAP: Final = 300.0
@@ -45,6 +46,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key);
+CREATE INDEX IF NOT EXISTS outbox_head ON outbox (sink, key, state, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 
@@ -111,8 +122,10 @@ class Outbox:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise OutboxError(f"{path}: outbox schema {version}, this tablewatch knows 1")
+            if version > SCHEMA_VERSION:
+                raise OutboxError(
+                    f"{path}: outbox schema {version}, this tablewatch knows {SCHEMA_VERSION}"
+                )
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -126,13 +139,15 @@ class Outbox:
 
     # writing ------------------------------------------------------------------------------------
 
-    def enqueue(self, sink: str, key: str, action: str, payload: bytes) -> int:
-        """Queue one delivery, due now; its id."""
+    def enqueue(
+        self, sink: str, key: str, action: str, payload: bytes, *, due_at: float | None = None
+    ) -> int:
+        """Queue one delivery, due now (or at `due_at`); its id."""
         now = self.clock()
         cursor = self._db.execute(
             "INSERT INTO outbox (sink, key, action, payload, created, next_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (sink, key, action, payload, now, now),
+            (sink, key, action, payload, now, now if due_at is None else max(now, due_at)),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -159,6 +174,10 @@ class Outbox:
         )
         return delay
 
+    def defer(self, item: Item, when: float) -> None:
+        """Not yet (a rate limit): due again at `when`, no attempt counted."""
+        self._db.execute("UPDATE outbox SET next_at = ? WHERE id = ?", (when, item.id))
+
     def _finish(self, item: Item, state: str, detail: str) -> None:
         self._db.execute(
             "UPDATE outbox SET state = ?, attempts = ?, done_at = ?, detail = ? WHERE id = ?",
@@ -167,25 +186,111 @@ class Outbox:
 
     # reading ------------------------------------------------------------------------------------
 
-    def due(self, limit: int = 100) -> list[Item]:
-        """Queued deliveries whose time has come, oldest first."""
+    def due(self, limit: int = 100, sink: str | None = None) -> list[Item]:
+        """Queued deliveries whose time has come, oldest first (of one sink when given).
+
+        Only the oldest queued delivery of each (sink, key) is ever due: an alert's resolve
+        never overtakes its trigger that is still being retried.
+        """
         rows = self._db.execute(
-            "SELECT id, sink, key, action, payload, attempts FROM outbox"
-            " WHERE state = 'queued' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
-            (self.clock(), limit),
+            "SELECT id, sink, key, action, payload, attempts FROM outbox AS o"
+            " WHERE state = 'queued' AND next_at <= ? AND (? IS NULL OR sink = ?)"
+            " AND id = (SELECT min(id) FROM outbox WHERE sink = o.sink AND key = o.key"
+            " AND state = 'queued') ORDER BY next_at, id LIMIT ?",
+            (self.clock(), sink, sink, limit),
         ).fetchall()
         return [Item(*row) for row in rows]
 
-    def next_due(self) -> float | None:
+    def next_due(self, sink: str | None = None) -> float | None:
         """When the next queued delivery is due (None when nothing is queued)."""
-        row = self._db.execute("SELECT min(next_at) FROM outbox WHERE state = 'queued'").fetchone()
+        row = self._db.execute(
+            "SELECT min(next_at) FROM outbox WHERE state = 'queued' AND (? IS NULL OR sink = ?)",
+            (sink, sink),
+        ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def depth(self) -> int:
-        """Deliveries still queued."""
+    def depth(self, sink: str | None = None) -> int:
+        """Deliveries still queued (for one sink when given)."""
         return int(
-            self._db.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+            self._db.execute(
+                "SELECT count(*) FROM outbox WHERE state = 'queued' AND (? IS NULL OR sink = ?)",
+                (sink, sink),
+            ).fetchone()[0]
         )
+
+    def trigger_payload(self, sink: str, key: str) -> bytes | None:
+        """The payload of the first trigger of `key` queued for `sink` (None if none)."""
+        row = self._db.execute(
+            "SELECT payload FROM outbox WHERE sink = ? AND key = ? AND action = 'trigger'"
+            " ORDER BY id LIMIT 1",
+            (sink, key),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def pending(self, sink: str, key: str) -> bool:
+        """Whether a delivery of `key` to `sink` is still queued."""
+        row = self._db.execute(
+            "SELECT 1 FROM outbox WHERE sink = ? AND key = ? AND state = 'queued' LIMIT 1",
+            (sink, key),
+        ).fetchone()
+        return row is not None
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        """Deliveries per (sink, state): what the metrics export."""
+        return {
+            (sink, state): int(n)
+            for sink, state, n in self._db.execute(
+                "SELECT sink, state, count(*) FROM outbox GROUP BY sink, state"
+            )
+        }
+
+    # alerts and counters: the state of each alert, kept with its deliveries ------------------
+
+    def save_alert(self, key: str, record: str) -> None:
+        """Keep an alert's record (JSON text), replacing the previous one."""
+        self._db.execute(
+            "INSERT INTO alerts (key, record, updated) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated = excluded.updated",
+            (key, record, self.clock()),
+        )
+
+    def save_alerts(self, records: dict[str, str], counters: dict[str, int]) -> None:
+        """Several alert records and counters in one transaction."""
+        now = self.clock()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO alerts (key, record, updated) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET record = excluded.record, updated = excluded.updated",
+                [(key, record, now) for key, record in records.items()],
+            )
+            self._db.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                list(counters.items()),
+            )
+
+    def alert_records(self, limit: int) -> list[str]:
+        """The most recently updated alert records, oldest first."""
+        rows = self._db.execute(
+            "SELECT record FROM (SELECT record, updated, rowid FROM alerts"
+            " ORDER BY updated DESC, rowid DESC LIMIT ?) ORDER BY updated, rowid",
+            (limit,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def counters(self) -> dict[str, int]:
+        """Every counter kept."""
+        return {str(n): int(v) for n, v in self._db.execute("SELECT name, value FROM counters")}
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def rows(self, key: str) -> list[Row]:
         """Every delivery of one alert, in the order queued."""

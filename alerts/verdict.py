@@ -9,32 +9,16 @@ endpoint that redirects is a misconfigured URL, and following it could send an a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 
 from core.safetext import safe
+from core.sinks import Outcome, Verdict
+
+__all__ = ["DETAIL_CHARS", "Outcome", "Verdict", "judge", "retry_after", "unreachable"]
 
 DETAIL_CHARS = 300
 """The response body kept with a failed delivery is cut here."""
-
-
-class Outcome(StrEnum):
-    """What to do with a delivery after one attempt."""
-
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One attempt's outcome, why (one line, safe to show), and the server's Retry-After."""
-
-    outcome: Outcome
-    detail: str
-    retry_after: float | None = None
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from core.alarms import Alarms
 from core.baselines import LOOKUPS, Baselines
 from core.events import AccessEvent, EventKind
-from core.findings import Finding, Severity
+from core.findings import Finding, PrincipalKey, Severity
 from core.plans import NO_PLAN, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
@@ -343,6 +343,12 @@ class Engine:
             tables,
             readers_total=len(self._readers),
         )
+
+    def reported(self, principal: PrincipalKey) -> Severity:
+        """The severity last reported for a reader (NONE once it fell back or left)."""
+        p = principal
+        r = self._readers.get((p.user, p.client_addr, p.application_name, p.table))
+        return r.reported if r is not None else Severity.NONE
 
     def _view(self, r: Reader, now: int) -> ReaderView:
         severity, score, reasons = r.assess()

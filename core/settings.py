@@ -162,37 +162,82 @@ class StateSettings(_Section):
         return self.dir.expanduser()
 
 
-class PagerDutySink(_Section):
+class _Sink(_Section):
+    timeout: Duration = timedelta(seconds=10)
+    """One delivery attempt gives up after this (then it is retried with backoff)."""
+
+
+class PagerDutySink(_Sink):
+    """`[alerts.pagerduty]`: PagerDuty Events API v2."""
+
     url: str = "https://events.pagerduty.com/v2/enqueue"
+    """The Events API endpoint (EU accounts: https://events.eu.pagerduty.com/v2/enqueue)."""
     routing_key: SecretStr | None = None
+    """The integration key (TABLEWATCH_ALERTS__PAGERDUTY__ROUTING_KEY)."""
+    component: str = "postgresql"
 
 
-class AlertmanagerSink(_Section):
+class AlertmanagerSink(_Sink):
+    """`[alerts.alertmanager]`: Alertmanager API v2."""
+
     url: str = "http://127.0.0.1:9093"
+    """The Alertmanager's base URL; alerts go to `<url>/api/v2/alerts`."""
+    resend: Duration = timedelta(minutes=1)
+    """Active alerts are re-sent this often (keep it under Alertmanager's resolve_timeout)."""
 
 
-class OpsgenieSink(_Section):
+class OpsgenieSink(_Sink):
+    """`[alerts.opsgenie]`: Opsgenie Alert API."""
+
     url: str = "https://api.opsgenie.com/v2/alerts"
+    """EU accounts: https://api.eu.opsgenie.com/v2/alerts."""
     api_key: SecretStr | None = None
+    """An API integration key (TABLEWATCH_ALERTS__OPSGENIE__API_KEY)."""
 
 
-class SlackSink(_Section):
+class SlackSink(_Sink):
+    """`[alerts.slack]`: a Slack incoming webhook."""
+
     webhook_url: SecretStr | None = None
+    """The webhook URL is the secret (TABLEWATCH_ALERTS__SLACK__WEBHOOK_URL)."""
 
 
-class WebhookSink(_Section):
+class WebhookSink(_Sink):
+    """`[alerts.webhook]`: JSON to any URL, signed."""
+
     url: str = ""
     secret: SecretStr | None = None
-    """HMAC-SHA256 key for the X-Tablewatch-Signature header."""
+    """HMAC-SHA256 key of the X-Tablewatch-Signature header
+    (TABLEWATCH_ALERTS__WEBHOOK__SECRET)."""
 
 
-class CommandSink(_Section):
+class CommandSink(_Sink):
+    """`[alerts.command]`: a local command, the alert as JSON on its stdin."""
+
     argv: list[str] = Field(default_factory=list)
-    """The command and its arguments; the alert arrives as JSON on stdin."""
+    """The command and its arguments (no shell). Exit 0: delivered; 75 (EX_TEMPFAIL): retried;
+    any other status: failed."""
+    timeout: Duration = timedelta(seconds=30)
 
 
 class AlertsSettings(_Section):
-    """`[alerts.*]`: one table per sink; a sink is on when its table is present."""
+    """`[alerts]`: the rules that page, then one table per sink (a sink is on when present)."""
+
+    page_on: Literal["critical", "warning", "none"] = "critical"
+    """Findings at or above this severity page on their own; "none": only operators page."""
+    renotify: Duration = timedelta(hours=4)
+    """An alert still active is sent again after this long ("0s": never)."""
+    resolve_after: Duration = timedelta(hours=1)
+    """A rule's alert resolves itself once its reader has raised nothing for this long."""
+    flood_window: Duration = timedelta(hours=1)
+    flood_per_principal: int = Field(default=3, ge=1)
+    """New alerts per reader (user, client, application) per flood window; more are suppressed
+    and counted."""
+    flood_total: int = Field(default=20, ge=1)
+    """New alerts overall per flood window; more are suppressed and counted."""
+    quiet_hours: str = ""
+    """"HH:MM-HH:MM" (UTC): the rules' pages wait until it ends; operators' pages never wait.
+    "" (the default): no quiet hours."""
 
     pagerduty: PagerDutySink | None = None
     alertmanager: AlertmanagerSink | None = None
@@ -200,6 +245,35 @@ class AlertsSettings(_Section):
     slack: SlackSink | None = None
     webhook: WebhookSink | None = None
     command: CommandSink | None = None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str) -> str:
+        if value:
+            parse_quiet_hours(value)
+        return value
+
+
+def parse_quiet_hours(value: str) -> tuple[int, int]:
+    """`"22:00-07:00"` -> minutes of the day (start, end); raises ValueError.
+
+    >>> parse_quiet_hours("22:00-07:30")
+    (1320, 450)
+    """
+    try:
+        start, end = (part.strip() for part in value.split("-"))
+        minutes = []
+        for part in (start, end):
+            hours, mins = part.split(":")
+            h, m = int(hours), int(mins)
+            if not (0 <= h < 24 and 0 <= m < 60):
+                raise ValueError
+            minutes.append(h * 60 + m)
+    except ValueError:
+        raise ValueError(f"quiet_hours must be HH:MM-HH:MM in UTC, got {value!r}") from None
+    if minutes[0] == minutes[1]:
+        raise ValueError("quiet_hours starts and ends at the same minute")
+    return minutes[0], minutes[1]
 
 
 _FILE_DATA: ContextVar[Mapping[str, Any] | None] = ContextVar(

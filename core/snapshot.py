@@ -74,8 +74,9 @@ class Delivery:
 
     sink: str
     state: str
-    """queued | sent | recorded | failed | acked | resolved"""
+    """queued | sent | failed | acked | resolved: the latest action's fate in this sink."""
     detail: str = ""
+    """Why it failed or waits (the response, the next retry), or where it went."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,18 @@ class AlertView:
     note: str
     operator: str
     origin: str
-    """operator | rule"""
+    """operator | rule | test"""
     deliveries: tuple[Delivery, ...] = ()
+    state: str = "active"
+    """active | acknowledged | resolved"""
+    findings: int = 1
+    """Findings grouped under it (one incident, one page)."""
+    suppressed: int = 0
+    """Findings about the principal that flood control held back before it."""
+    updated_us: int = 0
+    """When its state last changed."""
+    by: str = ""
+    """Who acknowledged or resolved it (an operator, or `tablewatch` when it resolved itself)."""
 
     @staticmethod
     def key_for(rule: str, principal: PrincipalKey) -> str:
@@ -128,3 +139,7 @@ class Snapshot:
     """Events per second lately (live views only)."""
     readers_total: int = 0
     """How many readers are live: `readers` holds the most anomalous of them."""
+    suppressed: int = 0
+    """Findings flood control kept from paging (each one counted, none silently dropped)."""
+    outbox: int = 0
+    """Alert deliveries still queued (waiting for a sink, or retrying)."""

@@ -58,3 +58,19 @@ class EngineView(Protocol):
     async def snooze(self, principal: PrincipalKey, seconds: int, operator: str) -> None:
         """Keep the reader from paging for `seconds` (0 lifts a snooze); it is still shown."""
         ...
+
+    async def acknowledge(self, key: str, note: str, operator: str) -> AlertView:
+        """Acknowledge an alert in every sink that got it; the alert as it stands then.
+
+        Raises:
+            ActionRefused: no such alert, or it is already resolved.
+        """
+        ...
+
+    async def resolve(self, key: str, note: str, operator: str) -> AlertView:
+        """Resolve an alert in every sink that got it; the alert as it stands then.
+
+        Raises:
+            ActionRefused: no such alert, or it is already resolved.
+        """
+        ...

@@ -149,10 +149,33 @@ def build_parser() -> argparse.ArgumentParser:
         ("doctor", "checks of privileges and the pgaudit set-up"),
     ):
         sub.add_parser(name, help=f"{what} (not built yet)")
-    alert = sub.add_parser("alert", help="alert sinks (not built yet)")
+    alert = sub.add_parser(
+        "alert",
+        help="alert sinks: `alert test` sends a test alert through them",
+        description="test: send one clearly marked test alert (severity info, then resolved) "
+        "through each configured sink, wait for each one's answer (retrying as the outbox "
+        "would) and report; exit 1 if any sink failed.",
+    )
     alert.add_argument("action", choices=("test",))
-    alert.add_argument("--sink")
+    alert.add_argument("--sink", metavar="NAME", help="only this sink (default: every one)")
+    alert.add_argument(
+        "--wait",
+        type=_seconds_arg,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for each sink, retries included (default: 60)",
+    )
     return parser
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got {text!r}")
+    return value
 
 
 def _settings(path: Path | None) -> Settings:
@@ -251,7 +274,19 @@ def _demo_text() -> int:
     return status
 
 
-_COMMANDS = {"replay": _replay, "tail": _tail, "demo": _demo, "dashboard": _dashboard}
+def _alert(args: argparse.Namespace, settings: Settings) -> int:
+    from tablewatch.alerttest import run_alert_test
+
+    return run_alert_test(settings, args.sink, sys.stdout, sys.stderr, wait=args.wait)
+
+
+_COMMANDS = {
+    "replay": _replay,
+    "tail": _tail,
+    "demo": _demo,
+    "dashboard": _dashboard,
+    "alert": _alert,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,21 +18,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from alerts.local import LocalSink
 from collectors.demo import DEMO_EXPECTED, DEMO_TABLE, DemoWorkload
 from collectors.events import EventBuilder
 from collectors.tail import LogTail
 from core.baselines import Baselines, StateError
 from core.engine import Engine, EngineConfig
 from core.safetext import safe
-from core.settings import ExpectedPrincipal, Settings
+from core.settings import AlertsSettings, ExpectedPrincipal, Settings
 from core.tables import TableName, WatchedTables
 from core.windows import HOUR_US
+from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center
 from tablewatch.live import LiveEngine
 from tablewatch.trail import OperatorTrail, TrailError
 from tui.app import DashboardApp
-
-ALERTS_FILE = "alerts.jsonl"
 
 
 class DashboardRefused(Exception):
@@ -59,9 +57,13 @@ def _tail(pattern: str, tables: list[TableName], settings: Settings, start: str)
     )
 
 
-async def _serve(app: DashboardApp, *background: Awaitable[None]) -> None:
+async def _serve(
+    app: DashboardApp,
+    *background: Awaitable[None],
+    closing: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Run the app; the background tasks run until it exits (a crash of one is shown by the
-    app through the sources' health, never silently ends the dashboard)."""
+    app through the sources' health, never silently ends the dashboard); then `closing`."""
     tasks = [asyncio.ensure_future(job) for job in background]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed SSH session: leave as with `q`
@@ -74,6 +76,8 @@ async def _serve(app: DashboardApp, *background: Awaitable[None]) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if closing is not None:
+            await closing()
 
 
 def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys.stderr) -> int:
@@ -86,10 +90,9 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         return 2
     engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
     try:
-        live = LiveEngine(
-            engine, [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state), name="in-process"
-        )
-    except TrailError as exc:
+        center = alert_center(settings.alerts, state)
+        live = LiveEngine(engine, center, trail=OperatorTrail(state), name="in-process")
+    except (AlertingError, TrailError) as exc:
         print(f"tablewatch dashboard: {exc}", file=err)
         return 2
     pattern, start = settings.audit_log.path, settings.audit_log.start
@@ -98,7 +101,7 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         make=lambda: _tail(pattern, tables, settings, "end"),
     )
     app = DashboardApp(live, operator=operator_name())
-    asyncio.run(_serve(app, live.run()))
+    asyncio.run(_serve(app, live.run(), closing=center.close))
     try:
         engine.save(state)
     except OSError as exc:
@@ -149,7 +152,12 @@ def _demo(
 ) -> int:
     state = folder / "state"
     config = EngineConfig(tables=(table,), expected=expected, learning_period_us=HOUR_US)
-    live = LiveEngine(Engine(config), [LocalSink(state / ALERTS_FILE)], trail=OperatorTrail(state))
+    try:  # the local sink only: nobody is paged
+        center = alert_center(AlertsSettings(), state)
+    except AlertingError as exc:
+        print(f"tablewatch demo: {exc}", file=err)
+        return 2
+    live = LiveEngine(Engine(config), center, trail=OperatorTrail(state))
     tail = LogTail(
         str(log),
         EventBuilder(WatchedTables([table]), control=True),
@@ -160,7 +168,7 @@ def _demo(
     )
     live.attach(tail)
     app = DashboardApp(live, operator=operator_name(), legend=DEMO_LEGEND)
-    asyncio.run(_serve(app, live.run(), traffic()))
+    asyncio.run(_serve(app, live.run(), traffic(), closing=center.close))
     _tell_alerts(state / ALERTS_FILE, err)
     return 0
 
@@ -171,13 +179,14 @@ def _tell_alerts(path: Path, err: TextIO) -> None:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return
-    print(f"tablewatch demo: {len(lines)} alert(s) recorded by the local sink:", file=err)
+    print(f"tablewatch demo: {len(lines)} alert action(s) recorded by the local sink:", file=err)
     for line in lines[-10:]:
         try:
             a = json.loads(line)
+            by = f"paged by {a['operator']}" if a["origin"] == "operator" else f"by {a['actor']}"
             text = (
-                f"{a['time'][11:19]} {a['severity']} {a['user']}@{a['client_addr']} "
-                f"({a['application_name']}) on {a['table']}, paged by {a['operator']}"
+                f"{a['time'][11:19]} {a['action']} {a['severity']} {a['user']}@{a['client_addr']} "
+                f"({a['application_name']}) on {a['table']}, {by}"
                 + (f": {a['note']}" if a["note"] else "")
             )
         except (ValueError, KeyError, TypeError):

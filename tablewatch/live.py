@@ -4,8 +4,8 @@ The sources run as asyncio tasks and hand their batches to the engine in the sam
 detection is synchronous and takes microseconds per event, so it needs no thread. A source that
 fails is shown as down with its error and restarted after a pause; its failure never stops the
 others. Around the engine this keeps what only a live view needs: the latest access events (the
-dashboard's tail), each reader's latest statements, the event rate, the operators' snoozes and
-the alerts paged.
+dashboard's tail), each reader's latest statements, the event rate and the operators' snoozes;
+findings go to the alert center (`alerts.center`), which pages and keeps the alerts' states.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from alerts.center import AlertCenter
 from core.engine import Engine
 from core.events import AccessEvent
 from core.findings import Finding, PrincipalKey
 from core.safetext import ELLIPSIS, safe
-from core.sinks import AlertSink
 from core.snapshot import AlertView, Delivery, ReaderView, Snapshot, StatementSeen
 from core.sources import EventSource, SourceHealth
 from core.view import ActionRefused, PageRequest
@@ -34,7 +34,8 @@ STATEMENT_CHARS = 4096
 """Statement texts kept per reader are cut here (the screen shows far less)."""
 READERS_WITH_STATEMENTS = 20_000
 """Readers whose latest statements are kept (the least recently active are dropped first)."""
-ALERTS_KEPT = 200
+PAGE_SETTLE_SECONDS = 2.0
+"""An operator's page waits this long for the sinks' first answers before the dialog reports."""
 RATE_SECONDS = 10.0
 RESTART_SECONDS = 5.0
 """A failed source is restarted after this pause."""
@@ -97,14 +98,14 @@ class LiveEngine:
     def __init__(
         self,
         engine: Engine,
-        sinks: Sequence[AlertSink],
+        alerts: AlertCenter | None = None,
         *,
         trail: OperatorTrail | None = None,
         clock: Callable[[], int] = wall_us,
         name: str = "in-process",
     ) -> None:
         self.engine = engine
-        self.sinks = tuple(sinks)
+        self.alerts = alerts
         self.trail = trail
         self.clock = clock
         self._name = name
@@ -112,7 +113,6 @@ class LiveEngine:
         self._tail: deque[AccessEvent] = deque(maxlen=TAIL_EVENTS)
         self._seen: dict[_Key, deque[StatementSeen]] = {}
         self._snoozed: dict[_Key, int] = {}
-        self._alerts: deque[AlertView] = deque(maxlen=ALERTS_KEPT)
         self._counts: deque[tuple[float, int]] = deque()
         if trail is not None:
             for mark in trail.marks():
@@ -130,10 +130,12 @@ class LiveEngine:
         self._feeds.append(_Feed(source, make))
 
     async def run(self) -> None:
-        """Run every source until cancelled."""
+        """Run every source, and the alert delivery, until cancelled."""
         async with asyncio.TaskGroup() as group:
             for feed in self._feeds:
                 group.create_task(self._run(feed), name=f"source {feed.source.name}")
+            if self.alerts is not None:
+                group.create_task(self.alerts.run(self.engine.reported), name="alerts")
             group.create_task(_freeze_survivors(), name="gc freeze")
 
     async def _run(self, feed: _Feed) -> None:
@@ -181,7 +183,17 @@ class LiveEngine:
             if text is not None and len(text) > STATEMENT_CHARS:
                 text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
             seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
+        if found and self.alerts is not None:
+            self.alerts.observe(found, statement_of=self.statement_of, snoozed=self.snoozed)
         return found
+
+    def statement_of(self, principal: PrincipalKey) -> str | None:
+        """The reader's latest statement on the table (raw: the alert center redacts it)."""
+        p = principal
+        seen = self._seen.get((p.user, p.client_addr, p.application_name, p.table))
+        if not seen:
+            return None
+        return seen[-1].statement
 
     def rate(self) -> float:
         """Events per second over the last RATE_SECONDS."""
@@ -201,13 +213,16 @@ class LiveEngine:
             if until <= now:
                 del self._snoozed[key]
         readers = tuple(self._live(view) for view in snap.readers)
+        center = self.alerts
         return dataclasses.replace(
             snap,
             readers=readers,
             sources=tuple(feed.health() for feed in self._feeds),
-            alerts=tuple(self._alerts),
+            alerts=center.views() if center is not None else (),
             tail=tuple(self._tail),
             rate=self.rate(),
+            suppressed=center.suppressed if center is not None else 0,
+            outbox=center.outbox.depth() if center is not None else 0,
         )
 
     def _live(self, view: ReaderView) -> ReaderView:
@@ -220,50 +235,63 @@ class LiveEngine:
         return dataclasses.replace(view, seen=tuple(seen) if seen else (), snoozed_until_us=snoozed)
 
     async def page(self, request: PageRequest) -> AlertView:
-        """Record the operator's page and send it through every sink."""
-        if not self.sinks:
-            raise ActionRefused("no alert sink is configured: nothing would receive the page")
-        now = self.clock()
+        """Queue the operator's page for every sink; the alert once the sinks first answered
+        (or PAGE_SETTLE_SECONDS passed: it is then still queued, and retried)."""
+        center = self._center()
         p = request.principal
-        top = request.reasons[0].detail if request.reasons else "paged by an operator"
-        summary = safe(
-            f"{request.severity.label}: {p.user}@{p.client_addr or '?'} "
-            f"({p.application_name or '-'}) reading {p.table}: {top}",
-            1000,
-        )
-        alert = AlertView(
-            AlertView.key_for("operator", p),
-            now,
+        alert = center.page(
             p,
             request.severity,
-            summary,
-            request.note,
-            request.operator,
-            "operator",
+            request.reasons,
+            note=request.note,
+            operator=request.operator,
+            statement=self.statement_of(p),
         )
-        trail: list[Delivery] = []
-        try:
-            self._record(
-                "page",
-                request.operator,
-                p,
-                now,
-                severity=request.severity.label,
-                note=request.note,
-                key=alert.key,
-            )
-        except ActionRefused as exc:  # during an incident the page matters more: sent, and told
-            trail.append(Delivery("operator-trail", "failed", str(exc)))
-        deliveries = await asyncio.gather(*(self._send(sink, alert) for sink in self.sinks))
-        alert = dataclasses.replace(alert, deliveries=(*deliveries, *trail))
-        self._alerts.append(alert)
-        return alert
+        trail = self._trail_failure(
+            "page",
+            request.operator,
+            p,
+            severity=request.severity.label,
+            note=request.note,
+            key=alert.key,
+        )
+        alert = await center.settle(alert.key, PAGE_SETTLE_SECONDS) or alert
+        return dataclasses.replace(alert, deliveries=(*alert.deliveries, *trail))
 
-    async def _send(self, sink: AlertSink, alert: AlertView) -> Delivery:
+    async def acknowledge(self, key: str, note: str, operator: str) -> AlertView:
+        """Acknowledge the alert in every sink that got it."""
+        return await self._act("acknowledge", key, note, operator)
+
+    async def resolve(self, key: str, note: str, operator: str) -> AlertView:
+        """Resolve the alert in every sink that got it."""
+        return await self._act("resolve", key, note, operator)
+
+    async def _act(self, action: str, key: str, note: str, operator: str) -> AlertView:
+        center = self._center()
+        before = center.view(key)
+        alert = (center.acknowledge if action == "acknowledge" else center.resolve)(
+            key, note, operator
+        )
+        assert before is not None  # the center refused an unknown key
+        trail = self._trail_failure(action, operator, before.principal, note=note, key=key)
+        alert = await center.settle(key, PAGE_SETTLE_SECONDS) or alert
+        return dataclasses.replace(alert, deliveries=(*alert.deliveries, *trail))
+
+    def _center(self) -> AlertCenter:
+        if self.alerts is None or not self.alerts.sinks:
+            raise ActionRefused("no alert sink is configured: nothing would receive the page")
+        return self.alerts
+
+    def _trail_failure(
+        self, action: str, operator: str, p: PrincipalKey, **details: object
+    ) -> tuple[Delivery, ...]:
+        """Record the action; during an incident the action matters more than the trail, so a
+        trail that cannot be written is reported with the action, never stops it."""
         try:
-            return await sink.send(alert)
-        except Exception as exc:  # a sink's bug is a failed delivery, shown, never a crash
-            return Delivery(sink.name, "failed", safe(f"{type(exc).__name__}: {exc}", 300))
+            self._record(action, operator, p, self.clock(), **details)
+        except ActionRefused as exc:
+            return (Delivery("operator-trail", "failed", str(exc)),)
+        return ()
 
     async def mark_expected(self, principal: PrincipalKey, note: str, operator: str) -> None:
         """Declare the principal known from now on (kept in the operator trail)."""

@@ -11,7 +11,10 @@ from typing import Any
 from rich.console import Console
 from textual.app import App
 
+from alerts.center import AlertCenter
 from alerts.local import LocalSink
+from alerts.outbox import OUTBOX_FILE, Outbox
+from alerts.rules import Rules
 from core.engine import Engine, EngineConfig
 from core.events import AccessEvent
 from core.sources import EventBatch, SourceHealth
@@ -31,14 +34,38 @@ def engine() -> Engine:
     return Engine(EngineConfig(tables=(TABLE,)))
 
 
-def live(tmp_path: Path, *, sinks: bool = True) -> LiveEngine:
-    """A LiveEngine with a LocalSink and an operator trail in `tmp_path`, clock frozen."""
+def center(tmp_path: Path, *, sinks: bool = True, rules: Rules | None = None) -> AlertCenter:
+    """An alert center with a LocalSink (`tmp_path/alerts.jsonl`) over an outbox in
+    `tmp_path/state`; by default no rule pages (only operators do)."""
+    return AlertCenter(
+        Outbox(tmp_path / "state" / OUTBOX_FILE),
+        [LocalSink(tmp_path / "alerts.jsonl")] if sinks else [],
+        rules or Rules(page_on=None),
+        host="db-host",
+        clock=lambda: FIXED_US,
+    )
+
+
+def live(tmp_path: Path, *, sinks: bool = True, rules: Rules | None = None) -> LiveEngine:
+    """A LiveEngine with an alert center (`center`) and an operator trail in `tmp_path`, clock
+    frozen."""
     return LiveEngine(
         engine(),
-        [LocalSink(tmp_path / "alerts.jsonl")] if sinks else [],
+        center(tmp_path, sinks=sinks, rules=rules),
         trail=OperatorTrail(tmp_path / "state"),
         clock=lambda: FIXED_US,
     )
+
+
+class _DeliveringApp(DashboardApp):
+    """The dashboard with its engine's alert delivery running, as `tablewatch dashboard` runs
+    it (there, `LiveEngine.run` does it, with the sources)."""
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        alerts = getattr(self.view, "alerts", None)
+        if isinstance(alerts, AlertCenter):
+            self.run_worker(alerts.run(), name="alert delivery", exit_on_error=False)
 
 
 def normal_traffic() -> list[AccessEvent]:
@@ -89,7 +116,7 @@ def exfiltration() -> list[AccessEvent]:
 def app_for(view: LiveEngine, **kwargs: Any) -> DashboardApp:
     """The dashboard over `view` (a slow timer: tests pull snapshots themselves)."""
     kwargs.setdefault("refresh_seconds", 30.0)
-    return DashboardApp(view, operator="alice", **kwargs)
+    return _DeliveringApp(view, operator="alice", **kwargs)
 
 
 def screen_console(app: App[Any], color_system: str | None = None) -> tuple[Console, Any]:

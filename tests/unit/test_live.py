@@ -7,11 +7,15 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from alerts.center import AlertCenter
 from alerts.local import LocalSink
+from alerts.outbox import OUTBOX_FILE, Outbox
+from alerts.rules import Rules
 from core.events import AccessEvent
 from core.findings import Code, PrincipalKey, Severity
 from core.sources import EventBatch, SourceHealth
@@ -25,14 +29,36 @@ BULK = "SELECT * FROM crm.client_list"
 MALLORY = PrincipalKey("mallory", "10.9.9.9", "psql", TABLE)
 
 
-def _live(tmp_path: Path, **kw: object) -> LiveEngine:
+def _center(tmp_path: Path, rules: Rules | None = None, sink: Path | None = None) -> AlertCenter:
+    return AlertCenter(
+        Outbox(tmp_path / "state" / OUTBOX_FILE),
+        [LocalSink(sink or tmp_path / "alerts.jsonl")],
+        rules or Rules(page_on=None),
+        host="db1",
+        clock=lambda: NOW,
+    )
+
+
+def _live(tmp_path: Path, rules: Rules | None = None) -> LiveEngine:
     return LiveEngine(
         engine(learning_hours=0),
-        [LocalSink(tmp_path / "alerts.jsonl")],
+        _center(tmp_path, rules),
         trail=OperatorTrail(tmp_path),
         clock=lambda: NOW,
-        **kw,  # type: ignore[arg-type]
     )
+
+
+@asynccontextmanager
+async def delivering(live: LiveEngine) -> AsyncIterator[None]:
+    """The alert delivery running, as `LiveEngine.run` runs it."""
+    assert live.alerts is not None
+    task = asyncio.create_task(live.alerts.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 def _bulk(t: int = NOW - 10_000_000) -> AccessEvent:
@@ -68,10 +94,13 @@ async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path:
     live = _live(tmp_path)
     live.feed([_bulk()])
     reader = (await live.snapshot()).readers[0]
-    alert = await live.page(
-        PageRequest(reader.principal, Severity.CRITICAL, "pulling the list", "ann", reader.reasons)
-    )
-    assert [(d.sink, d.state) for d in alert.deliveries] == [("local", "recorded")]
+    async with delivering(live):
+        alert = await live.page(
+            PageRequest(
+                reader.principal, Severity.CRITICAL, "pulling the list", "ann", reader.reasons
+            )
+        )
+    assert [(d.sink, d.state) for d in alert.deliveries] == [("local", "sent")]
     assert (await live.snapshot()).alerts == (alert,)
     recorded = json.loads((tmp_path / "alerts.jsonl").read_text())
     assert recorded["user"] == "mallory" and recorded["note"] == "pulling the list"
@@ -85,15 +114,17 @@ async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path:
 
 async def test_a_sink_that_fails_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where the sink wants a folder")
-    live = LiveEngine(engine(), [LocalSink(tmp_path / "blocked" / "alerts.jsonl")])
-    alert = await live.page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
+    live = LiveEngine(engine(), _center(tmp_path, sink=tmp_path / "blocked" / "alerts.jsonl"))
+    async with delivering(live):
+        alert = await live.page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
     (delivery,) = alert.deliveries
-    assert delivery.state == "failed" and "blocked" in delivery.detail
+    assert delivery.state == "queued"  # kept, and retried: the disk may come back
+    assert delivery.detail.startswith("retry in ") and "blocked" in delivery.detail
 
 
 async def test_page_without_any_sink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ActionRefused, match="no alert sink"):
-        await LiveEngine(engine(), []).page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
+        await LiveEngine(engine()).page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
 
 
 async def test_marked_expected_drops_reasons_and_survives_a_restart(tmp_path: Path) -> None:
@@ -112,7 +143,7 @@ async def test_marked_expected_drops_reasons_and_survives_a_restart(tmp_path: Pa
 
 async def test_snooze_is_shown_until_it_ends_and_can_be_lifted(tmp_path: Path) -> None:
     now = [NOW]
-    live = LiveEngine(engine(), [], clock=lambda: now[0])
+    live = LiveEngine(engine(), clock=lambda: now[0])
     live.feed([_bulk()])
     await live.snooze(MALLORY, 3600, "ann")
     assert (await live.snapshot()).readers[0].snoozed_until_us == NOW + 3_600_000_000
@@ -190,11 +221,49 @@ async def test_the_snapshot_lists_the_top_readers_and_counts_them_all(tmp_path: 
 async def test_a_page_is_sent_even_when_the_trail_cannot_be_written(tmp_path: Path) -> None:
     live = _live(tmp_path)
     (tmp_path / TRAIL_FILE).mkdir()  # a folder where the trail file should be
-    alert = await live.page(PageRequest(MALLORY, Severity.CRITICAL, "now", "ann"))
+    async with delivering(live):
+        alert = await live.page(PageRequest(MALLORY, Severity.CRITICAL, "now", "ann"))
     assert [(d.sink, d.state) for d in alert.deliveries] == [
-        ("local", "recorded"),
+        ("local", "sent"),
         ("operator-trail", "failed"),
     ]
     assert json.loads((tmp_path / "alerts.jsonl").read_text())["note"] == "now"
     with pytest.raises(ActionRefused, match="operator trail"):
         await live.mark_expected(MALLORY, "x", "ann")  # not paging: refused, nothing half-done
+
+
+async def test_a_critical_finding_pages_by_itself_and_operators_ack_and_resolve_it(
+    tmp_path: Path,
+) -> None:
+    live = _live(tmp_path, Rules())
+    async with delivering(live):
+        live.feed([_bulk()])
+        (alert,) = (await live.snapshot()).alerts
+        assert alert.origin == "rule" and alert.principal == MALLORY
+        acked = await live.acknowledge(alert.key, "looking", "ann")
+        assert acked.state == "acknowledged" and acked.by == "ann"
+        assert [(d.sink, d.state) for d in acked.deliveries] == [("local", "acked")]
+        done = await live.resolve(alert.key, "role revoked", "ann")
+        assert [(d.sink, d.state) for d in done.deliveries] == [("local", "resolved")]
+    lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["actor"]) for r in lines] == [
+        ("trigger", "tablewatch"),
+        ("acknowledge", "ann"),
+        ("resolve", "ann"),
+    ]
+    trail = [json.loads(line) for line in (tmp_path / TRAIL_FILE).read_text().splitlines()]
+    assert [(t["action"], t["operator"], t["note"]) for t in trail] == [
+        ("acknowledge", "ann", "looking"),
+        ("resolve", "ann", "role revoked"),
+    ]
+    with pytest.raises(ActionRefused, match="already resolved"):
+        await live.acknowledge(alert.key, "", "bob")
+
+
+async def test_the_snapshot_counts_what_flood_control_held_back_and_what_is_queued(
+    tmp_path: Path,
+) -> None:
+    live = _live(tmp_path, Rules(flood_total=1))
+    live.feed([_bulk(), ev(NOW - 5_000_000, BULK, user="eve", addr="10.8.8.8", rows=50_000)])
+    snap = await live.snapshot()
+    assert len(snap.alerts) == 1 and snap.suppressed == 1 and snap.outbox == 1

@@ -1,0 +1,175 @@
+"""The delivery task: drains the outbox to the sinks, one loop per sink.
+
+A slow or failing sink never holds up another. Within a sink, up to CONCURRENCY deliveries are in
+flight, never two of the same alert (the outbox hands out only the head of each alert's queue,
+so a resolve never overtakes its trigger). A sink's documented rate limit is a sliding window per
+bucket (PagerDuty: per routing key); triggers beyond it are folded into one aggregate delivery
+that lists each of them, so a flood arrives late and summarised but whole: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from alerts.outbox import Item, Outbox
+from core.safetext import safe
+from core.sinks import Action, AlertSink, Outcome, RateLimit, Verdict
+
+CONCURRENCY: Final = 8
+"""Deliveries in flight per sink."""
+BATCH: Final = 64
+LIMITED_BATCH: Final = 5000
+"""Due deliveries looked at in one go by a rate-limited sink: all of a flood, to fold it whole."""
+AGGREGATE_PREFIX: Final = "tw-aggregate-"
+
+Done = Callable[[Item, Verdict, float | None], None]
+"""Told of every attempt: the item, its verdict, and the retry delay chosen (None unless RETRY)."""
+
+
+class SlidingWindow:
+    """At most `limit.events` in any `limit.seconds`: the services count this way ("120 events a
+    minute"), so a token bucket, which allows a full burst and then its refill within one
+    minute, would overrun them."""
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float]) -> None:
+        self.events = limit.events
+        self.seconds = limit.seconds
+        self.clock = clock
+        self._sent: deque[float] = deque()
+
+    def available(self) -> int:
+        """Deliveries allowed now."""
+        horizon = self.clock() - self.seconds
+        while self._sent and self._sent[0] <= horizon:
+            self._sent.popleft()
+        return self.events - len(self._sent)
+
+    def take(self, n: int = 1) -> None:
+        """Count `n` deliveries made now."""
+        now = self.clock()
+        self._sent.extend(now for _ in range(n))
+
+    def next_free(self) -> float:
+        """When the next delivery is allowed (clock time)."""
+        if len(self._sent) < self.events:
+            return self.clock()
+        return self._sent[len(self._sent) - self.events] + self.seconds
+
+
+class Dispatcher:
+    """Delivers what the outbox holds through `sinks`; `wake()` after queueing something."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sinks: Sequence[AlertSink],
+        done: Done,
+    ) -> None:
+        self.outbox = outbox
+        self.sinks = {sink.name: sink for sink in sinks}
+        self.done = done
+        self.clock = outbox.clock
+        """The outbox's clock: due times and rate limits in the same time."""
+        self._wake = {name: asyncio.Event() for name in self.sinks}
+        self._windows: dict[tuple[str, str], SlidingWindow] = {}
+        self.aggregated = 0
+        """Triggers folded into aggregate deliveries."""
+
+    def wake(self, sink: str | None = None) -> None:
+        """Something was queued (for `sink`, or for any)."""
+        for name, event in self._wake.items():
+            if sink is None or name == sink:
+                event.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for sink in self.sinks.values():
+                group.create_task(self._loop(sink), name=f"sink {sink.name}")
+
+    async def _loop(self, sink: AlertSink) -> None:
+        wake = self._wake[sink.name]
+        gate = asyncio.Semaphore(CONCURRENCY)
+        while True:
+            wake.clear()
+            limited = sink.limit is not None
+            items = self.outbox.due(LIMITED_BATCH if limited else BATCH, sink.name)
+            if items and sink.limit is not None:
+                items = self._within_limit(sink, sink.limit, items)
+            if not items:
+                due = self.outbox.next_due(sink.name)
+                timeout = None if due is None else max(0.0, due - self.clock())
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+                continue
+            await asyncio.gather(*(self._send(sink, item, gate) for item in items))
+
+    async def _send(self, sink: AlertSink, item: Item, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                verdict = await sink.deliver(item.payload)
+            except Exception as exc:  # a sink's bug: retried like a network error, and shown
+                verdict = Verdict(Outcome.RETRY, safe(f"{type(exc).__name__}: {exc}", 300))
+        delay: float | None = None
+        if verdict.outcome is Outcome.SENT:
+            self.outbox.sent(item, verdict.detail)
+        elif verdict.outcome is Outcome.FAILED:
+            self.outbox.failed(item, verdict.detail)
+        else:
+            delay = self.outbox.retry(item, verdict.detail, verdict.retry_after)
+        self.done(item, verdict, delay)
+
+    def _within_limit(self, sink: AlertSink, limit: RateLimit, items: list[Item]) -> list[Item]:
+        """The items the rate limit lets go now; the rest deferred, excess triggers folded."""
+        groups: dict[str, list[Item]] = {}
+        for item in items:
+            groups.setdefault(sink.bucket(item.payload), []).append(item)
+        chosen: list[Item] = []
+        for name, group in groups.items():
+            window = self._windows.get((sink.name, name))
+            if window is None:
+                window = self._windows[(sink.name, name)] = SlidingWindow(limit, self.clock)
+            tokens = window.available()
+            if tokens < 1:
+                go, rest = [], group
+            elif len(group) <= tokens:
+                go, rest = group, []
+            else:
+                head, tail = group[: tokens - 1], group[tokens - 1 :]
+                left = self._fold(sink, tail)
+                if len(left) < len(tail):  # folded: the aggregate takes the last token
+                    go, rest = head, left
+                else:
+                    go, rest = group[:tokens], group[tokens:]
+            window.take(len(go))
+            chosen += go
+            if rest:
+                later = window.next_free()
+                for item in rest:
+                    self.outbox.defer(item, later)
+        return chosen
+
+    def _fold(self, sink: AlertSink, items: list[Item]) -> list[Item]:
+        """Fold the triggers among `items` into one aggregate delivery; the items left over."""
+        foldable = [
+            i
+            for i in items
+            if i.action == Action.TRIGGER and not i.key.startswith(AGGREGATE_PREFIX)
+        ]
+        if len(foldable) < 2:
+            return items
+        payload = sink.aggregate([i.payload for i in foldable])
+        if payload is None:
+            return items
+        key = f"{AGGREGATE_PREFIX}{foldable[0].id}-{foldable[-1].id}"
+        self.outbox.enqueue(sink.name, key, Action.TRIGGER, payload)
+        for item in foldable:
+            self.outbox.sent(item, f"held by the rate limit: sent within {key}")
+            self.done(item, Verdict(Outcome.SENT, f"aggregated into {key} (rate limit)"), None)
+        self.aggregated += len(foldable)
+        return [i for i in items if i not in foldable]

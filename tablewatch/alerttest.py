@@ -1,0 +1,154 @@
+"""`tablewatch alert test`: one clearly marked test alert through the configured sinks.
+
+The alert goes the way real ones go (rendered by each sink, queued, delivered with the outbox's
+retries) but through a throwaway outbox, so a running agent's queue is never touched. Each sink
+gets a trigger and, once that is through, a resolve, so no test incident stays open. What became
+of each is reported per sink; any failure (or no answer within the wait) exits 1. The output
+never holds a secret: the sinks scrub them from what they report, and every configured secret is
+masked again here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import BaseModel, SecretStr
+
+from alerts.center import AlertCenter
+from alerts.outbox import OUTBOX_FILE, Outbox
+from alerts.registry import SinkConfigError, build_sinks
+from alerts.rules import Rules
+from core.findings import PrincipalKey, Reason, Severity
+from core.safetext import safe
+from core.settings import Settings
+from core.snapshot import AlertView
+from tablewatch.alerting import host_name
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+RESOLVE_WAIT = 15.0
+"""Seconds granted to the resolves once the triggers are through."""
+TEST_REASON = Reason(
+    "test",
+    Severity.INFO,
+    0,
+    "a test alert sent by `tablewatch alert test`: no action needed",
+)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    found: list[str] = []
+    for name in type(settings.alerts).model_fields:
+        section = getattr(settings.alerts, name)
+        if isinstance(section, BaseModel):
+            for value in section.__dict__.values():
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+    return found
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return safe(text, 400)
+
+
+async def _wait(center: AlertCenter, key: str, until: float) -> AlertView | None:
+    """Until no delivery of `key` is queued any more (or `until`, monotonic)."""
+    while True:
+        view = center.view(key)
+        if view is None or all(d.state != "queued" for d in view.deliveries):
+            return view
+        if time.monotonic() >= until:
+            return view
+        await asyncio.sleep(0.1)
+
+
+async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> list[str]:
+    """Trigger, then resolve where the trigger went through; one report line per sink."""
+    delivering = asyncio.create_task(center.dispatcher.run())
+    try:
+        alert = center.page(
+            principal,
+            Severity.INFO,
+            (TEST_REASON,),
+            note="TEST: no action needed",
+            operator="tablewatch alert test",
+            origin="test",
+        )
+        triggered = await _wait(center, alert.key, time.monotonic() + wait)
+        sent = {d.sink: d for d in triggered.deliveries} if triggered else {}
+        resolved: dict[str, str] = {}
+        if any(d.state == "sent" for d in sent.values()):
+            center.resolve(alert.key, "test over", "tablewatch alert test")
+            after = await _wait(center, alert.key, time.monotonic() + RESOLVE_WAIT)
+            resolved = {d.sink: d.state for d in after.deliveries} if after else {}
+    finally:
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+    lines = []
+    for name in center.sinks:
+        d = sent.get(name)
+        if d is None:
+            lines.append(f"{name}: FAILED: nothing was sent (the sink rendered no payload)")
+        elif d.state == "sent":
+            then = resolved.get(name, "")
+            after_text = " (then resolved)" if then == "resolved" else f" (resolve: {then})"
+            lines.append(f"{name}: ok: {d.detail or 'sent'}{after_text if then else ''}")
+        elif d.state == "queued":
+            lines.append(f"{name}: FAILED: no answer within {wait:.0f} s: {d.detail}")
+        else:
+            lines.append(f"{name}: FAILED: {d.detail}")
+    return lines
+
+
+def run_alert_test(
+    settings: Settings, sink: str | None, out: TextIO, err: TextIO, *, wait: float = 60.0
+) -> int:
+    """Send the test alert; 0 when every sink took it, 1 when one did not, 2 on bad usage."""
+    host = host_name()
+    try:
+        sinks = build_sinks(settings.alerts, host=host, local=None)
+    except SinkConfigError as exc:
+        print(f"tablewatch alert test: {exc}", file=err)
+        return EXIT_USAGE
+    names = [s.name for s in sinks]
+    if not sinks:
+        print(
+            "tablewatch alert test: no alert sink is configured: add an [alerts.<sink>] table "
+            "(pagerduty, alertmanager, opsgenie, slack, webhook, command) to the settings",
+            file=err,
+        )
+        return EXIT_USAGE
+    if sink is not None:
+        sinks = [s for s in sinks if s.name == sink]
+        if not sinks:
+            print(
+                f"tablewatch alert test: no sink named {safe(sink, 60)!r} is configured "
+                f"(configured: {', '.join(names)})",
+                file=err,
+            )
+            return EXIT_USAGE
+    table = settings.tables[0].name if settings.tables else "-"
+    principal = PrincipalKey("tablewatch", "", "tablewatch alert test", table)
+    secrets = _secrets(settings)
+    with tempfile.TemporaryDirectory(prefix="tablewatch-alert-test-") as tmp:
+        center = AlertCenter(Outbox(Path(tmp) / OUTBOX_FILE), sinks, Rules(page_on=None), host=host)
+
+        async def session() -> list[str]:
+            try:
+                return await _run(center, principal, wait)
+            finally:
+                await center.close()
+
+        print(f"tablewatch alert test: sending a test alert to {', '.join(center.sinks)}", file=out)
+        lines = asyncio.run(session())
+    for line in lines:
+        print(_masked(line, secrets), file=out)
+    return EXIT_FAILED if any(": FAILED" in line for line in lines) else 0
