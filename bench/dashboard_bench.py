@@ -4,13 +4,14 @@
     .venv/bin/python bench/dashboard_bench.py [--seconds 30] [--size 120x40] [--profile]
 
 As `tablewatch dashboard` runs, in one event loop: an `Engine` (crm.client_list, 50,000 rows,
-learning over) in a `LiveEngine` (`LocalSink`, operator trail, temp dir), pre-fed `--principals`
-principals, fed `--rate` events/s in 100 ms batches by an attached `EventSource`, under the real
-`DashboardApp` (refresh 1 s) run headless by the pilot. After a 5 s warm-up: `--seconds` of
-refreshes without keys (handler wall and thread CPU, `live.snapshot()`, process CPU per refresh
-interval minus building and feeding events), 5 s paused (Textual's upkeep alone), then
-`--presses` presses of down/up/o 0.37 s apart (key to the first frame showing it). Targets:
-150 ms CPU per refresh, 100 ms key to screen. Report: stdout and `bench/out/dashboard-bench.md`.
+learning over) in a `LiveEngine` (alert center with the local sink, operator trail, temp dir),
+pre-fed `--principals` principals, fed `--rate` events/s in 100 ms batches by an attached
+`EventSource`, under the real `DashboardApp` (refresh 1 s) run headless by the pilot. After a 5 s
+warm-up: `--seconds` of refreshes without keys (handler wall and thread CPU, `live.snapshot()`,
+process CPU per refresh interval minus building and feeding events), 5 s paused (Textual's upkeep
+alone), then `--presses` presses of down/up/o 0.37 s apart (key to the first frame showing it).
+Targets: 150 ms CPU per refresh, 100 ms key to screen. Report: stdout and
+`bench/out/dashboard-bench.md`.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ from textual._compositor import ChopsUpdate, CompositorUpdate, LayoutUpdate  # n
 from textual.pilot import Pilot  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 
-from alerts.local import LocalSink  # noqa: E402
+from alerts.center import AlertCenter  # noqa: E402
 from core.engine import Engine, EngineConfig  # noqa: E402
 from core.events import AccessEvent, EventKind  # noqa: E402
 from core.findings import Finding  # noqa: E402
+from core.settings import AlertsSettings  # noqa: E402
 from core.snapshot import Snapshot  # noqa: E402
 from core.sources import EventBatch, SourceHealth  # noqa: E402
 from core.tables import TableName  # noqa: E402
+from tablewatch.alerting import alert_center  # noqa: E402
 from tablewatch.live import LiveEngine, wall_us  # noqa: E402
 from tablewatch.trail import OperatorTrail  # noqa: E402
 from tui.app import DashboardApp  # noqa: E402
@@ -140,8 +143,8 @@ class Traffic:
 class TimedLive(LiveEngine):
     """The real LiveEngine; the CPU its feed takes, and each snapshot's wall time."""
 
-    def __init__(self, engine: Engine, sinks: Sequence[LocalSink], **kwargs: Any) -> None:
-        super().__init__(engine, sinks, **kwargs)
+    def __init__(self, engine: Engine, alerts: AlertCenter, **kwargs: Any) -> None:
+        super().__init__(engine, alerts, **kwargs)
         self.feed_cpu = 0.0
         self.snapshots: list[float] = []
 
@@ -266,8 +269,8 @@ async def press(pilot: Pilot[None], app: BenchApp, n: int) -> tuple[dict[str, li
 async def bench(args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
         engine = Engine(EngineConfig(tables=(TableName.parse(WATCHED, ROWS),)))
-        sinks = [LocalSink(Path(tmp) / "alerts.jsonl")]
-        live = TimedLive(engine, sinks, trail=OperatorTrail(Path(tmp) / "state"), name="bench")
+        center = alert_center(AlertsSettings(), Path(tmp) / "state")  # the local sink
+        live = TimedLive(engine, center, trail=OperatorTrail(Path(tmp) / "state"), name="bench")
         traffic = Traffic(args.principals, args.rate)
         traffic.prefeed(live)
         readers0, findings0 = len(engine._readers), len(engine._findings)
