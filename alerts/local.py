@@ -1,25 +1,30 @@
-"""The local sink: alerts recorded as JSON lines in a file of the state dir.
+"""The local sink: every alert action recorded as a JSON line in a file of the state dir.
 
-It stands in for the paging services until their sinks exist, and stays useful after: a record of
-every alert on the machine itself, readable with `jq`. The file is created owner-only (0600): an
-alert names who read what.
+A record of every alert on the machine itself, readable with `jq`, and the sink that always
+works when no paging service is configured. The file is created owner-only (0600): an alert
+names who read what. Each line is the alert's details plus the step: `action`, `time`, `actor`
+(and the step's note as `step_note`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from core.events import IsoFormatter
+from alerts.render import Bounds, details, encode, iso
 from core.files import append_record
-from core.snapshot import AlertView, Delivery
+from core.safetext import safe
+from core.sinks import Alert, Outcome, RateLimit, Step, Verdict
 
-_ISO = IsoFormatter()
+_BOUNDS = Bounds(statement=4_000)
+"""A line per action: enough of the statement to recognise it, not megabytes of it."""
 
 
 class LocalSink:
-    """Appends each alert as one JSON object to `path` (created 0600, with its folder)."""
+    """Appends each action on an alert as one JSON object to `path` (created 0600, with its
+    folder 0700)."""
 
     def __init__(self, path: Path, name: str = "local") -> None:
         self.path = path
@@ -30,23 +35,45 @@ class LocalSink:
         """The sink's name."""
         return self._name
 
-    async def send(self, alert: AlertView) -> Delivery:
-        """Record the alert; `recorded` with the file's path, or `failed` with the OS error."""
+    @property
+    def limit(self) -> RateLimit | None:
+        return None
+
+    @property
+    def resend_seconds(self) -> float | None:
+        return None
+
+    def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
+        """The line to append (without its newline)."""
+        record = details(alert, _BOUNDS)
+        record.update(
+            action=step.action.value,
+            time=iso(step.time_us),
+            actor=safe(step.actor, 256),
+            step_note=safe(step.note, 1000),
+        )
+        return encode(record)
+
+    def bucket(self, payload: bytes) -> str:
+        return ""
+
+    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
+        return None
+
+    async def deliver(self, payload: bytes) -> Verdict:
+        """Append the record; RETRY with the OS error when the file cannot be written (a full
+        disk or a missing mount may come back)."""
         try:
-            await asyncio.to_thread(append_record, self.path, _payload(alert))
+            record = json.loads(payload)
+        except ValueError:
+            return Verdict(Outcome.FAILED, "not a JSON record")
+        if not isinstance(record, dict):
+            return Verdict(Outcome.FAILED, "not a JSON object")
+        try:
+            await asyncio.to_thread(append_record, self.path, record)
         except OSError as exc:
-            return Delivery(self._name, "failed", f"{self.path}: {exc.strerror or exc}")
-        return Delivery(self._name, "recorded", str(self.path))
+            return Verdict(Outcome.RETRY, safe(f"{self.path}: {exc.strerror or exc}", 300))
+        return Verdict(Outcome.SENT, safe(str(self.path), 300))
 
-
-def _payload(alert: AlertView) -> dict[str, Any]:
-    return {
-        "key": alert.key,
-        "time": _ISO.format(alert.time_us),
-        "origin": alert.origin,
-        "operator": alert.operator,
-        "severity": alert.severity.label,
-        "summary": alert.summary,
-        "note": alert.note,
-        **alert.principal.fields(),
-    }
+    async def close(self) -> None:
+        """Nothing held open: each record opens, writes, fsyncs and closes the file."""

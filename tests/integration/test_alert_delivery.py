@@ -193,7 +193,9 @@ async def test_a_flood_of_10000_findings_pages_within_flood_control_exactly(
     async with PagerDutyReceiver() as pd:
         c = center(tmp_path, [pagerduty(pd.url)], Rules(flood_total=20, flood_per_principal=3))
         now = time.time_ns() // 1000
-        c.observe(Finding(now, Severity.CRITICAL, 95, who(i % 4000), (BULK,)) for i in range(10_000))
+        c.observe(
+            Finding(now, Severity.CRITICAL, 95, who(i % 4000), (BULK,)) for i in range(10_000)
+        )
         async with delivering(c):
             await until(lambda: len(pd.received) == 20)
             await asyncio.sleep(0.5)
