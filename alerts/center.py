@@ -20,7 +20,7 @@ from typing import Final
 
 from alerts.alertstate import AlertRecord
 from alerts.delivery import Dispatcher
-from alerts.outbox import Item, Outbox
+from alerts.outbox import Item, Outbox, OutboxError
 from alerts.rules import FloodGate, Rules
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.redact import redact
@@ -96,6 +96,8 @@ class AlertCenter:
         self.grouped = counters.get("grouped", 0)
         self._dirty: set[str] = set()
         self._changed = asyncio.Event()
+        self.problems: dict[str, str] = {}
+        """What failed lately, by area (queue, state, read, rules); cleared on success."""
 
     # the rules ----------------------------------------------------------------------------------
 
@@ -226,20 +228,26 @@ class AlertCenter:
     def _queue(self, record: AlertRecord, step: Step, due_us: int | None) -> None:
         alert = record.current()
         for name, sink in self.sinks.items():
-            trigger = self.outbox.trigger_payload(name, alert.key)
-            if step.action is not Action.TRIGGER and trigger is None:
-                continue  # this sink never heard of the alert (added to settings since)
-            payload = sink.render(alert, step, trigger)
-            if payload is None:
-                record.deliveries[name] = record.delivery(name, _DONE_STATE[step.action], "")
+            try:
+                trigger = self.outbox.trigger_payload(name, alert.key)
+                if step.action is not Action.TRIGGER and trigger is None:
+                    continue  # this sink never heard of the alert (added to settings since)
+                payload = sink.render(alert, step, trigger)
+                if payload is None:
+                    record.deliveries[name] = record.delivery(name, _DONE_STATE[step.action], "")
+                    continue
+                item = self.outbox.enqueue(
+                    name,
+                    alert.key,
+                    step.action,
+                    payload,
+                    due_at=None if due_us is None else due_us / 1e6,
+                )
+            except OutboxError as exc:  # shown on the alert and in the health line: the
+                self.problems["queue"] = f"cannot queue alerts: {exc}"  # must know, now
+                record.deliveries[name] = record.delivery(name, "failed", f"not queued: {exc}")
                 continue
-            item = self.outbox.enqueue(
-                name,
-                alert.key,
-                step.action,
-                payload,
-                due_at=None if due_us is None else due_us / 1e6,
-            )
+            self.problems.pop("queue", None)
             record.deliveries[name] = record.delivery(name, "queued", "", item)
             record.resent_us[name] = step.time_us
         self._save(record)
@@ -263,14 +271,29 @@ class AlertCenter:
         self._changed.set()
 
     def _save(self, record: AlertRecord) -> None:
-        self.outbox.save_alert(record.alert.key, json.dumps(record.to_json()))
-        self._dirty.discard(record.alert.key)
         self._changed.set()
+        try:
+            self.outbox.save_alert(record.alert.key, json.dumps(record.to_json()))
+        except OutboxError as exc:
+            self.problems["state"] = f"cannot keep the alerts' state: {exc}"
+            self._dirty.add(record.alert.key)  # tried again at the next flush
+        else:
+            self.problems.pop("state", None)
+            self._dirty.discard(record.alert.key)
 
     # time ---------------------------------------------------------------------------------------
 
     def tick(self, reported: Callable[[PrincipalKey], Severity] = lambda _: Severity.NONE) -> None:
         """Auto-resolve, re-notify and re-send as due; persist what changed."""
+        try:
+            self._tick(reported)
+        except OutboxError as exc:  # a full disk: said, and tried again next tick
+            self.problems["rules"] = f"alert rules: {exc}"
+        else:
+            self.problems.pop("rules", None)
+        self.flush()
+
+    def _tick(self, reported: Callable[[PrincipalKey], Severity]) -> None:
         now = self.clock()
         rules = self.rules
         for record in list(self._records.values()):
@@ -308,7 +331,6 @@ class AlertCenter:
                     self.outbox.enqueue(name, alert.key, step.action, payload)
                     self.dispatcher.wake(name)
                 record.resent_us[name] = now
-        self.flush()
 
     def flush(self) -> None:
         """Persist the alerts changed since the last flush, and the counters."""
@@ -317,15 +339,18 @@ class AlertCenter:
             for key in self._dirty
             if key in self._records
         }
+        counters = {
+            "suppressed": self.gate.suppressed,
+            "snoozed": self.snoozed_skips,
+            "grouped": self.grouped,
+        }
+        try:
+            self.outbox.save_alerts(records, counters)
+        except OutboxError as exc:
+            self.problems["state"] = f"cannot keep the alerts' state: {exc}"
+            return
+        self.problems.pop("state", None)
         self._dirty.clear()
-        self.outbox.save_alerts(
-            records,
-            {
-                "suppressed": self.gate.suppressed,
-                "snoozed": self.snoozed_skips,
-                "grouped": self.grouped,
-            },
-        )
 
     # reading ------------------------------------------------------------------------------------
 
@@ -340,6 +365,16 @@ class AlertCenter:
         """One alert as it stands."""
         record = self._records.get(key)
         return None if record is None else record.view()
+
+    def queued(self) -> int:
+        """Deliveries still queued (0, and the problem said, when the outbox cannot be read)."""
+        try:
+            depth = self.outbox.depth()
+        except OutboxError as exc:
+            self.problems["read"] = f"cannot read the outbox: {exc}"
+            return 0
+        self.problems.pop("read", None)
+        return depth
 
     @property
     def suppressed(self) -> int:
@@ -376,6 +411,13 @@ class AlertCenter:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             self.tick(reported)
+
+    def health(self) -> str:
+        """What is wrong with the alert path ("" when nothing is): the outbox or a delivery
+        loop in trouble."""
+        parts = list(self.problems.values())
+        parts += [f"{name}: {why}" for name, why in self.dispatcher.trouble.items()]
+        return "; ".join(parts)
 
     async def close(self) -> None:
         """Persist, close the sinks and the outbox."""

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from alerts.outbox import Item, Outbox
+from alerts.outbox import Item, Outbox, OutboxError
 from core.safetext import safe
 from core.sinks import Action, AlertSink, Outcome, RateLimit, Verdict
 
@@ -24,6 +24,8 @@ BATCH: Final = 64
 LIMITED_BATCH: Final = 5000
 """Due deliveries looked at in one go by a rate-limited sink: all of a flood, to fold it whole."""
 AGGREGATE_PREFIX: Final = "tw-aggregate-"
+TROUBLE_SECONDS: Final = 5.0
+"""A sink loop that cannot use the outbox tries again after this."""
 
 Done = Callable[[Item, Verdict, float | None], None]
 """Told of every attempt: the item, its verdict, and the retry delay chosen (None unless RETRY)."""
@@ -77,6 +79,8 @@ class Dispatcher:
         self._windows: dict[tuple[str, str], SlidingWindow] = {}
         self.aggregated = 0
         """Triggers folded into aggregate deliveries."""
+        self.trouble: dict[str, str] = {}
+        """Per sink, why its loop is stalled (the outbox cannot be read or written)."""
 
     def wake(self, sink: str | None = None) -> None:
         """Something was queued (for `sink`, or for any)."""
@@ -91,6 +95,14 @@ class Dispatcher:
                 group.create_task(self._loop(sink), name=f"sink {sink.name}")
 
     async def _loop(self, sink: AlertSink) -> None:
+        while True:
+            try:
+                await self._deliver(sink)
+            except OutboxError as exc:  # a full or broken disk: said, and tried again
+                self.trouble[sink.name] = str(exc)
+                await asyncio.sleep(TROUBLE_SECONDS)
+
+    async def _deliver(self, sink: AlertSink) -> None:
         wake = self._wake[sink.name]
         gate = asyncio.Semaphore(CONCURRENCY)
         while True:
@@ -108,6 +120,7 @@ class Dispatcher:
                     pass
                 continue
             await asyncio.gather(*(self._send(sink, item, gate) for item in items))
+            self.trouble.pop(sink.name, None)
 
     async def _send(self, sink: AlertSink, item: Item, gate: asyncio.Semaphore) -> None:
         async with gate:

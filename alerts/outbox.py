@@ -13,13 +13,14 @@ resend harmless.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 OUTBOX_FILE: Final = "outbox.sqlite3"
 SCHEMA_VERSION: Final = 2
@@ -60,7 +61,24 @@ CREATE TABLE IF NOT EXISTS counters (
 
 
 class OutboxError(Exception):
-    """The outbox file cannot be opened or is not ours; `str()` is one line."""
+    """The outbox file cannot be opened, read or written (a full disk, a file that is not
+    ours); `str()` is one line."""
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _one_line(method: _Method) -> _Method:
+    """SQLite's errors (disk full, I/O error, locked) as an OutboxError naming the file."""
+
+    @functools.wraps(method)
+    def guarded(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: {exc}") from None
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +157,7 @@ class Outbox:
 
     # writing ------------------------------------------------------------------------------------
 
+    @_one_line
     def enqueue(
         self, sink: str, key: str, action: str, payload: bytes, *, due_at: float | None = None
     ) -> int:
@@ -152,14 +171,17 @@ class Outbox:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    @_one_line
     def sent(self, item: Item, detail: str = "") -> None:
         """The sink took it."""
         self._finish(item, "sent", detail)
 
+    @_one_line
     def failed(self, item: Item, detail: str) -> None:
         """The sink refused it for good (retrying cannot help); `detail` says why."""
         self._finish(item, "failed", detail)
 
+    @_one_line
     def retry(self, item: Item, detail: str, retry_after: float | None = None) -> float:
         """Try again later: after `retry_after` seconds when the sink said so, else after the
         backoff of this attempt. Returns the delay chosen."""
@@ -174,6 +196,7 @@ class Outbox:
         )
         return delay
 
+    @_one_line
     def defer(self, item: Item, when: float) -> None:
         """Not yet (a rate limit): due again at `when`, no attempt counted."""
         self._db.execute("UPDATE outbox SET next_at = ? WHERE id = ?", (when, item.id))
@@ -186,6 +209,7 @@ class Outbox:
 
     # reading ------------------------------------------------------------------------------------
 
+    @_one_line
     def due(self, limit: int = 100, sink: str | None = None) -> list[Item]:
         """Queued deliveries whose time has come, oldest first (of one sink when given).
 
@@ -201,6 +225,7 @@ class Outbox:
         ).fetchall()
         return [Item(*row) for row in rows]
 
+    @_one_line
     def next_due(self, sink: str | None = None) -> float | None:
         """When the next queued delivery is due (None when nothing is queued)."""
         row = self._db.execute(
@@ -209,6 +234,7 @@ class Outbox:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    @_one_line
     def depth(self, sink: str | None = None) -> int:
         """Deliveries still queued (for one sink when given)."""
         return int(
@@ -218,15 +244,18 @@ class Outbox:
             ).fetchone()[0]
         )
 
+    @_one_line
     def trigger_payload(self, sink: str, key: str) -> bytes | None:
-        """The payload of the first trigger of `key` queued for `sink` (None if none)."""
+        """The payload of the latest trigger of `key` queued for `sink` (None if none): an
+        acknowledge or resolve goes where that trigger went."""
         row = self._db.execute(
             "SELECT payload FROM outbox WHERE sink = ? AND key = ? AND action = 'trigger'"
-            " ORDER BY id LIMIT 1",
+            " ORDER BY id DESC LIMIT 1",
             (sink, key),
         ).fetchone()
         return None if row is None else bytes(row[0])
 
+    @_one_line
     def pending(self, sink: str, key: str) -> bool:
         """Whether a delivery of `key` to `sink` is still queued."""
         row = self._db.execute(
@@ -235,6 +264,7 @@ class Outbox:
         ).fetchone()
         return row is not None
 
+    @_one_line
     def totals(self) -> dict[tuple[str, str], int]:
         """Deliveries per (sink, state): what the metrics export."""
         return {
@@ -246,6 +276,7 @@ class Outbox:
 
     # alerts and counters: the state of each alert, kept with its deliveries ------------------
 
+    @_one_line
     def save_alert(self, key: str, record: str) -> None:
         """Keep an alert's record (JSON text), replacing the previous one."""
         self._db.execute(
@@ -254,6 +285,7 @@ class Outbox:
             (key, record, self.clock()),
         )
 
+    @_one_line
     def save_alerts(self, records: dict[str, str], counters: dict[str, int]) -> None:
         """Several alert records and counters in one transaction."""
         now = self.clock()
@@ -269,6 +301,7 @@ class Outbox:
                 list(counters.items()),
             )
 
+    @_one_line
     def alert_records(self, limit: int) -> list[str]:
         """The most recently updated alert records, oldest first."""
         rows = self._db.execute(
@@ -278,6 +311,7 @@ class Outbox:
         ).fetchall()
         return [str(row[0]) for row in rows]
 
+    @_one_line
     def counters(self) -> dict[str, int]:
         """Every counter kept."""
         return {str(n): int(v) for n, v in self._db.execute("SELECT name, value FROM counters")}
@@ -292,6 +326,7 @@ class Outbox:
             raise
         self._db.execute("COMMIT")
 
+    @_one_line
     def rows(self, key: str) -> list[Row]:
         """Every delivery of one alert, in the order queued."""
         return [

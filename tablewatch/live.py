@@ -217,13 +217,21 @@ class LiveEngine:
         return dataclasses.replace(
             snap,
             readers=readers,
-            sources=tuple(feed.health() for feed in self._feeds),
+            sources=self._health(),
             alerts=center.views() if center is not None else (),
             tail=tuple(self._tail),
             rate=self.rate(),
             suppressed=center.suppressed if center is not None else 0,
-            outbox=center.outbox.depth() if center is not None else 0,
+            outbox=center.queued() if center is not None else 0,
         )
+
+    def _health(self) -> tuple[SourceHealth, ...]:
+        """The sources' health, and the alert path's when it is in trouble."""
+        health = tuple(feed.health() for feed in self._feeds)
+        trouble = self.alerts.health() if self.alerts is not None else ""
+        if trouble:
+            health += (SourceHealth("alerts", "error", safe(trouble, 300)),)
+        return health
 
     def _live(self, view: ReaderView) -> ReaderView:
         p = view.principal
