@@ -15,16 +15,13 @@ never makes Alertmanager refuse the alert nor reaches a notification template ra
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
-
-from alerts.verdict import judge, unreachable
+from alerts.http import HttpSink
 from core.safetext import safe
 from core.settings import AlertmanagerSink
-from core.sinks import Action, Alert, Outcome, RateLimit, Step, Verdict
+from core.sinks import Action, Alert, Step, Verdict
 
 __all__ = ["ALERTNAME", "Alertmanager", "rfc3339"]
 
@@ -36,8 +33,6 @@ TEXT_CHARS = 1000
 """An annotation (summary, notes) is cut here..."""
 LONG_CHARS = 4000
 """...except the description and the statement."""
-BODY_BYTES = 64 * 1024
-"""At most this much of a response is read (only its start is kept with a verdict)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -113,30 +108,17 @@ def _annotations(alert: Alert, step: Step) -> dict[str, str]:
     return {name: value for name, value in notes.items() if value}
 
 
-class Alertmanager:
-    """Posts alerts to an Alertmanager (`[alerts.alertmanager]`)."""
+class Alertmanager(HttpSink[AlertmanagerSink]):
+    """Posts alerts to an Alertmanager (`[alerts.alertmanager]`). No rate limit: Alertmanager
+    documents none (it is ours to run). The URL is never shown: it may carry basic-auth
+    credentials, masked in every detail."""
+
+    name = "alertmanager"
 
     def __init__(self, config: AlertmanagerSink, *, host: str) -> None:
+        super().__init__(config, host=host)
         self._url = config.url.rstrip("/") + "/api/v2/alerts"
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
-        self._resend = config.resend.total_seconds()
-        self._host = host
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def name(self) -> str:
-        """`alertmanager`."""
-        return "alertmanager"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        """None: Alertmanager documents no rate limit (it is ours to run)."""
-        return None
-
-    @property
-    def resend_seconds(self) -> float | None:
-        """The configured `resend`: active alerts are re-posted this often."""
-        return self._resend
+        self.resend_seconds = config.resend.total_seconds()  # active alerts re-posted this often
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """One postable alert (a JSON array of one) for a trigger, acknowledge or resolve.
@@ -145,7 +127,7 @@ class Alertmanager:
         alert Alertmanager holds even if the alert's severity has moved since.
         """
         posted: dict[str, Any] = {
-            "labels": _trigger_labels(trigger) or _labels(alert, self._host),
+            "labels": _trigger_labels(trigger) or _labels(alert, self.host),
             "annotations": _annotations(alert, step),
             "startsAt": rfc3339(alert.started_us),
         }
@@ -154,51 +136,6 @@ class Alertmanager:
             posted["endsAt"] = rfc3339(max(step.time_us, alert.started_us))
         return json.dumps([posted], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    def bucket(self, payload: bytes) -> str:
-        """One bucket: there is no limit to share out."""
-        return ""
-
-    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
-        """None: never needed without a rate limit."""
-        return None
-
     async def deliver(self, payload: bytes) -> Verdict:
         """POST the payload; the answer (or the network error) judged for the outbox."""
-        if self._session is None or self._session.closed:
-            # Created here, inside the running loop that will use it.
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        try:
-            async with self._session.post(
-                self._url,
-                data=payload,
-                headers={"Content-Type": "application/json"},
-                allow_redirects=False,
-            ) as response:
-                body = await _read_at_most(response.content, BODY_BYTES)
-                return judge(response.status, body, response.headers.get("Retry-After"))
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-            # A settings mistake that no retry mends. The URL itself is not echoed: it may
-            # carry basic-auth credentials.
-            kind = type(exc).__name__
-            return Verdict(Outcome.FAILED, f"{kind}: check [alerts.alertmanager] url")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return unreachable(exc)
-
-    async def close(self) -> None:
-        """Close the HTTP session (a later deliver opens a new one)."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Up to `limit` bytes of a response body: a huge or endless answer is cut, not buffered."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+        return await self.post(self._url, payload)

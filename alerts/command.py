@@ -13,46 +13,30 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
 
+from alerts.base import Sink
 from alerts.render import render_document
 from core.safetext import safe
 from core.settings import CommandSink
-from core.sinks import Alert, Outcome, RateLimit, Step, Verdict
+from core.sinks import Alert, Outcome, Step, Verdict
 
 EX_TEMPFAIL = 75
 STDERR_TAIL = 4096
 """Bytes of stderr kept (its last line goes into the verdict)."""
 
 
-class Command:
+class Command(Sink):
     """The command sink, built from `[alerts.command]`."""
+
+    name = "command"
 
     def __init__(self, config: CommandSink, *, host: str) -> None:
         self.config = config
         self.host = host
 
-    @property
-    def name(self) -> str:
-        return "command"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return None
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
-
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The webhook's JSON document."""
         return render_document(alert, step)
-
-    def bucket(self, payload: bytes) -> str:
-        return ""
-
-    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
-        return None
 
     async def deliver(self, payload: bytes) -> Verdict:
         """Run the command with `payload` on stdin; the verdict from its exit status."""
@@ -100,9 +84,6 @@ class Command:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), 5.0)
         return _judge(code, bytes(tail))
-
-    async def close(self) -> None:
-        """Nothing to release: each delivery runs its own process."""
 
 
 def _judge(code: int, stderr: bytes) -> Verdict:

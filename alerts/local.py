@@ -10,38 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
+from alerts.base import Sink
 from alerts.render import Bounds, details, encode, iso
 from core.files import append_record
 from core.safetext import safe
-from core.sinks import Alert, Outcome, RateLimit, Step, Verdict
+from core.sinks import Alert, Outcome, Step, Verdict
 
 _BOUNDS = Bounds(statement=4_000)
 """A line per action: enough of the statement to recognise it, not megabytes of it."""
 
 
-class LocalSink:
+class LocalSink(Sink):
     """Appends each action on an alert as one JSON object to `path` (created 0600, with its
-    folder 0700)."""
+    folder 0700). Nothing is held open: each record opens, writes, fsyncs and closes the file."""
 
     def __init__(self, path: Path, name: str = "local") -> None:
         self.path = path
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """The sink's name."""
-        return self._name
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return None
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
+        self.name = name
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The line to append (without its newline)."""
@@ -53,12 +40,6 @@ class LocalSink:
             step_note=safe(step.note, 1000),
         )
         return encode(record)
-
-    def bucket(self, payload: bytes) -> str:
-        return ""
-
-    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
-        return None
 
     async def deliver(self, payload: bytes) -> Verdict:
         """Append the record; RETRY with the OS error when the file cannot be written (a full
@@ -74,6 +55,3 @@ class LocalSink:
         except OSError as exc:
             return Verdict(Outcome.RETRY, safe(f"{self.path}: {exc.strerror or exc}", 300))
         return Verdict(Outcome.SENT, safe(str(self.path), 300))
-
-    async def close(self) -> None:
-        """Nothing held open: each record opens, writes, fsyncs and closes the file."""

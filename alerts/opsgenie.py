@@ -13,16 +13,16 @@ to the configured URL + `path` (`""` for create, `/<alias>/close?identifierType=
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from alerts.http import HttpPoster
+from alerts.base import reveal
+from alerts.http import HttpSink
 from alerts.render import bounded_key, clip, encode, iso
 from core.findings import Severity
 from core.safetext import safe
 from core.settings import OpsgenieSink
-from core.sinks import Action, Alert, Outcome, RateLimit, Step, Verdict
+from core.sinks import Action, Alert, Outcome, Step, Verdict
 
 MESSAGE_CHARS = 130
 ALIAS_CHARS = 512
@@ -38,26 +38,14 @@ PRIORITIES = {
 _VERBS = {Action.ACKNOWLEDGE: "acknowledge", Action.RESOLVE: "close"}
 
 
-class Opsgenie:
+class Opsgenie(HttpSink[OpsgenieSink]):
     """The Opsgenie sink, built from `[alerts.opsgenie]`."""
 
+    name = "opsgenie"
+
     def __init__(self, config: OpsgenieSink, *, host: str) -> None:
-        self.config = config
-        self.host = host
-        self._api_key = config.api_key.get_secret_value() if config.api_key else ""
-        self._http = HttpPoster([self._api_key])
-
-    @property
-    def name(self) -> str:
-        return "opsgenie"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return None
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
+        self._api_key = reveal(config.api_key)
+        super().__init__(config, host=host, secrets=[self._api_key])
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The envelope `{"path", "body"}` for the action (see the module's docstring)."""
@@ -72,12 +60,6 @@ class Opsgenie:
         # every field is bounded in characters by construction: no size to fit
         return encode({"path": "", "body": _create(alert, step, alias, source)})
 
-    def bucket(self, payload: bytes) -> str:
-        return ""
-
-    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
-        return None
-
     async def deliver(self, payload: bytes) -> Verdict:
         """POST the envelope's body to the URL + its path; Opsgenie answers 202."""
         try:
@@ -88,15 +70,7 @@ class Opsgenie:
                 Outcome.FAILED, "not an Opsgenie envelope (rendered by another version?)"
             )
         url = self.config.url.rstrip("/") + path
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"GenieKey {self._api_key}",
-        }
-        timeout = self.config.timeout.total_seconds()
-        return await self._http.post(url, body, headers, timeout)
-
-    async def close(self) -> None:
-        await self._http.close()
+        return await self.post(url, body, {"Authorization": f"GenieKey {self._api_key}"})
 
 
 def _alias(trigger: bytes | None) -> str:

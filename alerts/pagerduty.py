@@ -14,17 +14,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from alerts.http import HttpPoster
-from alerts.render import (
-    Bounds,
-    bounded_key,
-    clip,
-    details,
-    encode,
-    fit,
-    iso,
-    top_reason,
-)
+from alerts.base import reveal
+from alerts.http import HttpSink
+from alerts.render import Bounds, bounded_key, clip, details, encode, fit, iso, top_reason
 from core.findings import Severity
 from core.safetext import safe
 from core.settings import PagerDutySink
@@ -42,27 +34,15 @@ SEVERITIES = {
 _RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 
 
-class PagerDuty:
+class PagerDuty(HttpSink[PagerDutySink]):
     """The PagerDuty sink, built from `[alerts.pagerduty]`; `host` is the event's `source`."""
 
+    name = "pagerduty"
+    limit = RateLimit(120, 60.0)
+
     def __init__(self, config: PagerDutySink, *, host: str) -> None:
-        self.config = config
-        self.host = host
-        key = config.routing_key.get_secret_value() if config.routing_key else ""
-        self._routing_key = key
-        self._http = HttpPoster([key])
-
-    @property
-    def name(self) -> str:
-        return "pagerduty"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return RateLimit(120, 60.0)
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
+        self._routing_key = reveal(config.routing_key)
+        super().__init__(config, host=host, secrets=[self._routing_key])
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The Events v2 event; acknowledge and resolve reuse the trigger's routing key and
@@ -135,12 +115,7 @@ class PagerDuty:
 
     async def deliver(self, payload: bytes) -> Verdict:
         """POST the event; PagerDuty answers 202 when it takes it."""
-        headers = {"Content-Type": "application/json"}
-        timeout = self.config.timeout.total_seconds()
-        return await self._http.post(self.config.url, payload, headers, timeout)
-
-    async def close(self) -> None:
-        await self._http.close()
+        return await self.post(self.config.url, payload)
 
 
 def _trigger(

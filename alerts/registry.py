@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
 from alerts.alertmanager import Alertmanager
+from alerts.base import reveal
 from alerts.command import Command
 from alerts.local import LocalSink
 from alerts.opsgenie import Opsgenie
@@ -37,17 +36,17 @@ def build_sinks(settings: AlertsSettings, *, host: str, local: Path | None) -> l
     sinks: list[AlertSink] = []
     if (pd := settings.pagerduty) is not None:
         _url("pagerduty", "url", pd.url)
-        _present("pagerduty", "routing_key", _secret(pd.routing_key))
+        _present("pagerduty", "routing_key", reveal(pd.routing_key))
         sinks.append(PagerDuty(pd, host=host))
     if (am := settings.alertmanager) is not None:
         _url("alertmanager", "url", am.url)
         sinks.append(Alertmanager(am, host=host))
     if (og := settings.opsgenie) is not None:
         _url("opsgenie", "url", og.url)
-        _present("opsgenie", "api_key", _secret(og.api_key))
+        _present("opsgenie", "api_key", reveal(og.api_key))
         sinks.append(Opsgenie(og, host=host))
     if (slack := settings.slack) is not None:
-        secret = _secret(slack.webhook_url)
+        secret = reveal(slack.webhook_url)
         _present("slack", "webhook_url", secret)
         _url("slack", "webhook_url", secret)
         sinks.append(Slack(slack, host=host))
@@ -62,10 +61,6 @@ def build_sinks(settings: AlertsSettings, *, host: str, local: Path | None) -> l
     if local is not None:
         sinks.append(LocalSink(local))
     return sinks
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value is not None else ""
 
 
 def _present(sink: str, key: str, value: str) -> None:

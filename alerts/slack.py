@@ -14,7 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from alerts.http import HttpPoster
+from alerts.base import reveal
+from alerts.http import HttpSink
 from alerts.render import encode, iso
 from core.findings import Severity
 from core.safetext import ELLIPSIS, safe
@@ -53,26 +54,16 @@ def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": shown, "verbatim": True}}
 
 
-class Slack:
+class Slack(HttpSink[SlackSink]):
     """The Slack sink, built from `[alerts.slack]`; the webhook URL is the secret."""
 
+    name = "slack"
+    url_setting = "webhook_url"
+    limit = RateLimit(1, 1.0)
+
     def __init__(self, config: SlackSink, *, host: str) -> None:
-        self.config = config
-        self.host = host
-        self._url = config.webhook_url.get_secret_value() if config.webhook_url else ""
-        self._http = HttpPoster([self._url])
-
-    @property
-    def name(self) -> str:
-        return "slack"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return RateLimit(1, 1.0)
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
+        self._url = reveal(config.webhook_url)
+        super().__init__(config, host=host, secrets=[self._url])
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The alert as a message, or a one-line follow-up for acknowledge and resolve."""
@@ -85,9 +76,6 @@ class Slack:
             line += f": {escape(safe(step.note, 500), 1000)}"
         text = escape(f"{verb} by {safe(step.actor, 100)}: {safe(alert.summary, 500)}")
         return encode({"text": text, "blocks": [section(f"{line}\n> {summary}")]})
-
-    def bucket(self, payload: bytes) -> str:
-        return ""
 
     def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
         """One message counting the held-back messages and listing the first `LISTED`
@@ -111,12 +99,7 @@ class Slack:
 
     async def deliver(self, payload: bytes) -> Verdict:
         """POST to the webhook; Slack answers 200 `ok`."""
-        headers = {"Content-Type": "application/json"}
-        timeout = self.config.timeout.total_seconds()
-        return await self._http.post(self._url, payload, headers, timeout)
-
-    async def close(self) -> None:
-        await self._http.close()
+        return await self.post(self._url, payload)
 
 
 def _trigger_message(alert: Alert) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
 
-from alerts.http import HttpPoster
+from alerts.base import reveal
+from alerts.http import HttpSink
 from alerts.render import render_document
 from core.settings import WebhookSink
-from core.sinks import Action, Alert, RateLimit, Step, Verdict
+from core.sinks import Action, Alert, Step, Verdict
 
 SIGNATURE_HEADER = "X-Tablewatch-Signature"
 EVENT_HEADER = "X-Tablewatch-Event"
@@ -32,49 +32,27 @@ def signature(secret: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-class Webhook:
+class Webhook(HttpSink[WebhookSink]):
     """The webhook sink, built from `[alerts.webhook]`."""
 
+    name = "webhook"
+
     def __init__(self, config: WebhookSink, *, host: str) -> None:
-        self.config = config
-        self.host = host
-        self._secret = config.secret.get_secret_value() if config.secret else ""
-        self._http = HttpPoster([self._secret])
-
-    @property
-    def name(self) -> str:
-        return "webhook"
-
-    @property
-    def limit(self) -> RateLimit | None:
-        return None
-
-    @property
-    def resend_seconds(self) -> float | None:
-        return None
+        self._secret = reveal(config.secret)
+        super().__init__(config, host=host, secrets=[self._secret])
 
     def render(self, alert: Alert, step: Step, trigger: bytes | None) -> bytes | None:
         """The JSON document, within 1 MB."""
         return render_document(alert, step)
 
-    def bucket(self, payload: bytes) -> str:
-        return ""
-
-    def aggregate(self, payloads: Sequence[bytes]) -> bytes | None:
-        return None
-
     async def deliver(self, payload: bytes) -> Verdict:
         """POST the document, signed; any 2xx is taken."""
-        headers = {"Content-Type": "application/json", EVENT_HEADER: _action(payload)}
+        headers = {EVENT_HEADER: _action(payload)}
         if self._secret:
             # signed at delivery, not at render: the outbox never stores a value derived
             # from the secret, and a rotated secret applies to what is still queued
             headers[SIGNATURE_HEADER] = signature(self._secret, payload)
-        timeout = self.config.timeout.total_seconds()
-        return await self._http.post(self.config.url, payload, headers, timeout)
-
-    async def close(self) -> None:
-        await self._http.close()
+        return await self.post(self.config.url, payload, headers)
 
 
 def _action(payload: bytes) -> str:

@@ -22,9 +22,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from core.findings import PrincipalKey, Reason, Severity
-from core.sinks import Action, Alert, Step
-
 
 class Invalid(Exception):
     """A request the real service would refuse: (status, reason)."""
@@ -366,54 +363,3 @@ class WebhookReceiver(Receiver):
         step = data.get("step")
         _check(isinstance(step, dict) and set(step) == {"action", "time", "actor", "note"}, "step")
         return web.json_response({"ok": True})
-
-
-# what the sinks are given
-
-
-def make_alert(
-    *,
-    key: str = "critical|alice|10.0.0.5|psql|crm.client_list",
-    severity: Severity = Severity.CRITICAL,
-    user: str = "alice",
-    client_addr: str = "10.0.0.5",
-    application_name: str = "psql",
-    table: str = "crm.client_list",
-    statement: str | None = "SELECT * FROM crm.client_list WHERE id > ?",
-    summary: str = "",
-    reasons: tuple[Reason, ...] | None = None,
-    note: str = "",
-    operator: str = "",
-) -> Alert:
-    """An alert as the rules raise it, with every field overridable."""
-    principal = PrincipalKey(user, client_addr, application_name, table)
-    if reasons is None:
-        reasons = (
-            Reason("volume", Severity.WARNING, 55, "read 3x its usual rows"),
-            Reason("bulk_read", severity, 92, "one statement read 48,000 of 50,000 rows (96%)"),
-        )
-    return Alert(
-        key=key,
-        rule="critical",
-        origin="rule",
-        severity=severity,
-        principal=principal,
-        summary=summary or f"{severity.label}: {user} read {table}: bulk_read",
-        reasons=reasons,
-        started_us=1_764_387_664_994_000,
-        statement=statement,
-        note=note,
-        operator=operator,
-        findings=2,
-        suppressed=1,
-        host="db1.example",
-    )
-
-
-def make_step(action: Action = Action.TRIGGER, actor: str = "tablewatch", note: str = "") -> Step:
-    """One step, at a fixed time."""
-    return Step(action, 1_764_387_700_000_000, actor, note)
-
-
-HOSTILE = "<!channel> *bold* <https://evil.example|click> & \x1b[31m\u202e\udcff\U0001f600`"
-"""A name with Slack markup, a terminal escape, a bidi override, a lone surrogate, an emoji."""

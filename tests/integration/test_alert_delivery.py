@@ -12,11 +12,9 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from alerts.center import AlertCenter
@@ -29,6 +27,7 @@ from alerts.webhook import Webhook
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.settings import PagerDutySink, SlackSink, WebhookSink
 from core.sinks import AlertSink
+from tests.alertkit import delivering, drained, until
 from tests.receivers import PagerDutyReceiver, SlackReceiver, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,25 +58,6 @@ def page(c: AlertCenter, i: int) -> str:
     return c.page(who(i), Severity.CRITICAL, (BULK,), note="", operator="ann").key
 
 
-@asynccontextmanager
-async def delivering(c: AlertCenter) -> AsyncIterator[None]:
-    task = asyncio.create_task(c.dispatcher.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await c.close()
-
-
-async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def heal(receiver: PagerDutyReceiver) -> None:
     receiver._faults.clear()  # the service is back
 
@@ -93,7 +73,7 @@ async def test_a_sink_down_for_a_while_gets_each_alert_once_after_it_recovers(
         hook.fail(500, times=6, body=b"upstream down")
         c = center(tmp_path, [webhook(hook.url)])
         sent = [page(c, i) for i in range(3)]
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len(hook.received) == 3)
             await asyncio.sleep(0.5)  # nothing more comes
         assert keys(hook.received) == Counter(sent)
@@ -106,7 +86,7 @@ async def test_429_waits_exactly_the_retry_after(tmp_path: Path) -> None:
         c = center(tmp_path, [webhook(hook.url)])
         start = time.monotonic()
         key = page(c, 1)
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len(hook.faulted) == 1)
             await until(lambda: len(hook.received) == 1)
             waited = time.monotonic() - start
@@ -120,7 +100,7 @@ async def test_a_400_is_failed_with_the_response_and_never_retried(tmp_path: Pat
         hook.fail(400, body=b'{"error": "unknown integration"}')
         c = center(tmp_path, [webhook(hook.url)])
         key = page(c, 1)
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: c.view(key).deliveries[0].state == "failed")  # type: ignore[union-attr]
             await asyncio.sleep(1.5)
             (delivery,) = c.view(key).deliveries  # type: ignore[union-attr]
@@ -134,12 +114,12 @@ async def test_acknowledge_and_resolve_use_the_triggers_routing_key(tmp_path: Pa
     async with PagerDutyReceiver() as pd:
         first = center(tmp_path, [pagerduty(pd.url, "A" * 32)])
         key = page(first, 1)
-        async with delivering(first):
+        async with delivering(first, close=True):
             await until(lambda: len(pd.received) == 1)
         again = center(tmp_path, [pagerduty(pd.url, "B" * 32)])  # settings changed, restart
         again.acknowledge(key, "", "ann")
         again.resolve(key, "", "ann")
-        async with delivering(again):
+        async with delivering(again, close=True):
             await until(lambda: len(pd.received) == 3)
         assert [(s.json["event_action"], s.json["routing_key"]) for s in pd.received] == [
             ("trigger", "A" * 32),
@@ -155,7 +135,7 @@ async def test_pagerduty_rate_limit_aggregates_the_excess_and_drops_nothing(
     async with PagerDutyReceiver() as pd:
         c = center(tmp_path, [pagerduty(pd.url)])
         sent = {page(c, i) for i in range(300)}
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len(pd.received) >= 120)
             await asyncio.sleep(1.0)  # nothing is left to send (and the minute is used up)
             depth = c.outbox.depth()
@@ -173,7 +153,7 @@ async def test_slack_gets_about_one_message_a_second(tmp_path: Path) -> None:
     async with SlackReceiver() as slack:
         sink = Slack(SlackSink(webhook_url=SecretStr(slack.webhook_url)), host="db1")
         c = center(tmp_path, [sink])
-        async with delivering(c):
+        async with delivering(c, close=True):
             page(c, 0)
             await until(lambda: len(slack.received) == 1)
             first = time.monotonic()
@@ -196,7 +176,7 @@ async def test_a_flood_of_10000_findings_pages_within_flood_control_exactly(
         c.observe(
             Finding(now, Severity.CRITICAL, 95, who(i % 4000), (BULK,)) for i in range(10_000)
         )
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len(pd.received) == 20)
             await asyncio.sleep(0.5)
             suppressed, grouped = c.suppressed, c.grouped
@@ -230,7 +210,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-async def _killed_child(url: str, outbox: Path, ready: Callable[[], bool]) -> None:
+async def _killed_child(url: str, outbox: Path, ready: Callable[[], object]) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -257,7 +237,7 @@ async def test_killed_with_100_queued_every_alert_arrives_once_after_restart(
         heal(pd)
         c = center(tmp_path, [pagerduty(pd.url)])
         assert c.outbox.depth() == 100 and pd.received == []
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len(pd.received) == 100)
             await asyncio.sleep(0.5)
         counts = Counter(s.json["dedup_key"] for s in pd.received)
@@ -273,9 +253,9 @@ async def test_killed_mid_delivery_nothing_is_lost_and_only_in_flight_ones_repea
         await _killed_child(url, tmp_path / OUTBOX_FILE, lambda: len(pd.received) >= 30)
         heal(pd)
         c = center(tmp_path, [pagerduty(pd.url)])
-        async with delivering(c):
+        async with delivering(c, close=True):
             await until(lambda: len({s.json["dedup_key"] for s in pd.received}) == 100)
-            await until(lambda: c.outbox.depth() == 0)
+            await drained(c)
         counts = Counter(s.json["dedup_key"] for s in pd.received)
         assert len(counts) == 100  # every alert arrived
         repeated = sum(n - 1 for n in counts.values())

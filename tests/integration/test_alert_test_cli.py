@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.receivers import PagerDutyReceiver, SlackReceiver, WebhookReceiver
 
@@ -39,88 +43,95 @@ async def alert_test(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[i
     return child.returncode, out.decode(), err.decode()
 
 
-def sinks_env(pd: PagerDutyReceiver, slack: SlackReceiver, hook: WebhookReceiver) -> dict[str, str]:
-    return {
-        "TABLEWATCH_ALERTS__PAGERDUTY__URL": f"{pd.url}/v2/enqueue",
-        "TABLEWATCH_ALERTS__PAGERDUTY__ROUTING_KEY": ROUTING_KEY,
-        "TABLEWATCH_ALERTS__SLACK__WEBHOOK_URL": slack.webhook_url,
-        "TABLEWATCH_ALERTS__WEBHOOK__URL": f"{hook.url}/hook",
-        "TABLEWATCH_ALERTS__WEBHOOK__SECRET": HOOK_SECRET,
-    }
+@dataclass(frozen=True)
+class Services:
+    """Local PagerDuty, Slack and webhook receivers; `settings()` points the sinks at them."""
+
+    pd: PagerDutyReceiver
+    slack: SlackReceiver
+    hook: WebhookReceiver
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "TABLEWATCH_ALERTS__PAGERDUTY__URL": f"{self.pd.url}/v2/enqueue",
+            "TABLEWATCH_ALERTS__PAGERDUTY__ROUTING_KEY": ROUTING_KEY,
+            "TABLEWATCH_ALERTS__SLACK__WEBHOOK_URL": self.slack.webhook_url,
+            "TABLEWATCH_ALERTS__WEBHOOK__URL": f"{self.hook.url}/hook",
+            "TABLEWATCH_ALERTS__WEBHOOK__SECRET": HOOK_SECRET,
+        }
+
+    def assert_no_secret_in(self, text: str) -> None:
+        url = self.slack.webhook_url
+        for secret in (ROUTING_KEY, HOOK_SECRET, url, url.split("/")[-1]):
+            assert secret not in text
 
 
-def no_secret(text: str, slack: SlackReceiver) -> None:
-    for secret in (ROUTING_KEY, HOOK_SECRET, slack.webhook_url, slack.webhook_url.split("/")[-1]):
-        assert secret not in text
-
-
-async def test_every_sink_gets_a_marked_test_alert_then_its_resolve(tmp_path: Path) -> None:
+@pytest.fixture
+async def services() -> AsyncIterator[Services]:
     async with (
         PagerDutyReceiver() as pd,
         SlackReceiver() as slack,
         WebhookReceiver(HOOK_SECRET) as hook,
     ):
-        code, out, err = await alert_test(tmp_path, sinks_env(pd, slack, hook), "--wait", "20")
-        assert code == 0, out + err
-        lines = out.splitlines()
-        assert lines[0].startswith("tablewatch alert test: sending a test alert to pagerduty")
-        for name in ("pagerduty", "slack", "webhook"):
-            (line,) = [x for x in lines if x.startswith(f"{name}: ")]
-            assert line.startswith(f"{name}: ok: ") and "(then resolved)" in line
-        assert [s.json["event_action"] for s in pd.received] == ["trigger", "resolve"]
-        trigger = pd.received[0].json["payload"]
-        assert trigger["severity"] == "info" and "test alert" in str(trigger["custom_details"])
-        assert "TEST" in slack.received[0].json["text"] or "test" in slack.received[0].json["text"]
-        assert [s.json["action"] for s in hook.received] == ["trigger", "resolve"]
-        assert pd.rejected == slack.rejected == hook.rejected == []
-        no_secret(out + err, slack)
+        yield Services(pd, slack, hook)
 
 
-async def test_one_sink_only_and_a_refusal_exits_1_with_the_reason(tmp_path: Path) -> None:
-    async with (
-        PagerDutyReceiver() as pd,
-        SlackReceiver() as slack,
-        WebhookReceiver(HOOK_SECRET) as hook,
-    ):
-        slack.fail(404, body=b"no_service")
-        code, out, err = await alert_test(
-            tmp_path, sinks_env(pd, slack, hook), "--sink", "slack", "--wait", "20"
-        )
-        assert code == 1
-        assert "slack: FAILED: HTTP 404: no_service" in out
-        assert "pagerduty" not in out.splitlines()[-1] and pd.received == hook.received == []
-        no_secret(out + err, slack)
+async def test_every_sink_gets_a_marked_test_alert_then_its_resolve(
+    tmp_path: Path, services: Services
+) -> None:
+    pd, slack, hook = services.pd, services.slack, services.hook
+    code, out, err = await alert_test(tmp_path, services.settings(), "--wait", "20")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert lines[0].startswith("tablewatch alert test: sending a test alert to pagerduty")
+    for name in ("pagerduty", "slack", "webhook"):
+        (line,) = [x for x in lines if x.startswith(f"{name}: ")]
+        assert line.startswith(f"{name}: ok: ") and "(then resolved)" in line
+    assert [s.json["event_action"] for s in pd.received] == ["trigger", "resolve"]
+    trigger = pd.received[0].json["payload"]
+    assert trigger["severity"] == "info" and "test alert" in str(trigger["custom_details"])
+    assert "TEST" in slack.received[0].json["text"] or "test" in slack.received[0].json["text"]
+    assert [s.json["action"] for s in hook.received] == ["trigger", "resolve"]
+    assert pd.rejected == slack.rejected == hook.rejected == []
+    services.assert_no_secret_in(out + err)
 
 
-async def test_a_sink_down_for_a_moment_is_retried_within_the_wait(tmp_path: Path) -> None:
-    async with (
-        PagerDutyReceiver() as pd,
-        SlackReceiver() as slack,
-        WebhookReceiver(HOOK_SECRET) as hook,
-    ):
-        hook.fail(503, times=2)
-        code, out, _ = await alert_test(
-            tmp_path, sinks_env(pd, slack, hook), "--sink", "webhook", "--wait", "20"
-        )
-        assert code == 0, out
-        assert len(hook.faulted) == 2 and [s.json["action"] for s in hook.received] == [
-            "trigger",
-            "resolve",
-        ]
+async def test_one_sink_only_and_a_refusal_exits_1_with_the_reason(
+    tmp_path: Path, services: Services
+) -> None:
+    services.slack.fail(404, body=b"no_service")
+    code, out, err = await alert_test(
+        tmp_path, services.settings(), "--sink", "slack", "--wait", "20"
+    )
+    assert code == 1
+    assert "slack: FAILED: HTTP 404: no_service" in out
+    assert "pagerduty" not in out.splitlines()[-1]
+    assert services.pd.received == services.hook.received == []
+    services.assert_no_secret_in(out + err)
 
 
-async def test_a_sink_still_down_after_the_wait_is_reported_failed(tmp_path: Path) -> None:
-    async with (
-        PagerDutyReceiver() as pd,
-        SlackReceiver() as slack,
-        WebhookReceiver(HOOK_SECRET) as hook,
-    ):
-        hook.fail(503, times=1000, body=b"maintenance")
-        code, out, _ = await alert_test(
-            tmp_path, sinks_env(pd, slack, hook), "--sink", "webhook", "--wait", "2"
-        )
-        assert code == 1
-        assert "webhook: FAILED: no answer within 2 s: retry in" in out and "maintenance" in out
+async def test_a_sink_down_for_a_moment_is_retried_within_the_wait(
+    tmp_path: Path, services: Services
+) -> None:
+    hook = services.hook
+    hook.fail(503, times=2)
+    code, out, _ = await alert_test(
+        tmp_path, services.settings(), "--sink", "webhook", "--wait", "20"
+    )
+    assert code == 0, out
+    assert len(hook.faulted) == 2
+    assert [s.json["action"] for s in hook.received] == ["trigger", "resolve"]
+
+
+async def test_a_sink_still_down_after_the_wait_is_reported_failed(
+    tmp_path: Path, services: Services
+) -> None:
+    services.hook.fail(503, times=1000, body=b"maintenance")
+    code, out, _ = await alert_test(
+        tmp_path, services.settings(), "--sink", "webhook", "--wait", "2"
+    )
+    assert code == 1
+    assert "webhook: FAILED: no answer within 2 s: retry in" in out and "maintenance" in out
 
 
 async def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:

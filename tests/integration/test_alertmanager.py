@@ -21,6 +21,7 @@ from core.settings import AlertmanagerSink
 from core.sinks import Action, Alert, Outcome, Step
 from core.snapshot import AlertView
 from tablewatch.pgcluster import free_port
+from tests.alertkit import deliver_all
 from tests.alertmanager import AlertmanagerServer, WebhookReceiver, require_alertmanager
 
 
@@ -205,12 +206,8 @@ async def test_an_invalid_alert_is_refused_for_good_with_the_reason(
 
 async def test_a_wrong_path_is_refused(alertmanager: AlertmanagerServer) -> None:
     sink = Alertmanager(AlertmanagerSink(url=alertmanager.url + "/nope"), host="h")
-    try:
-        payload = sink.render(make_alert(), Step(Action.TRIGGER, now_us(), "t"), None)
-        assert payload is not None
-        verdict = await sink.deliver(payload)
-    finally:
-        await sink.close()
+    payload = sink.render(make_alert(), Step(Action.TRIGGER, now_us(), "t"), None)
+    (verdict,) = await deliver_all(sink, [payload])
     assert verdict.outcome is Outcome.FAILED and verdict.detail.startswith("HTTP 404")
 
 
@@ -218,20 +215,13 @@ async def test_a_closed_port_is_retried_later() -> None:
     sink = Alertmanager(
         AlertmanagerSink(url=f"http://127.0.0.1:{free_port()}", timeout="2s"), host="h"
     )
-    try:
-        verdict = await sink.deliver(b"[]")
-    finally:
-        await sink.close()
+    (verdict,) = await deliver_all(sink, [b"[]"])
     assert verdict.outcome is Outcome.RETRY
     assert "ClientConnectorError" in verdict.detail or "Connect" in verdict.detail
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:9093", "ftp://127.0.0.1", "http://u:secret@[::1"])
 async def test_a_malformed_url_fails_without_echoing_it(url: str) -> None:
-    sink = Alertmanager(AlertmanagerSink(url=url), host="h")
-    try:
-        verdict = await sink.deliver(b"[]")
-    finally:
-        await sink.close()
+    (verdict,) = await deliver_all(Alertmanager(AlertmanagerSink(url=url), host="h"), [b"[]"])
     assert verdict.outcome is Outcome.FAILED  # retrying cannot mend the settings
     assert "url" in verdict.detail and "secret" not in verdict.detail

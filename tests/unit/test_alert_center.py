@@ -4,10 +4,8 @@ through the local sink (a file) by the real dispatcher."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from alerts.rules import MINUTE_US, Rules
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.snapshot import AlertView
 from core.view import ActionRefused
+from tests.alertkit import delivering, drained
 
 T0 = 1_795_000_000 * 1_000_000
 """Wall-clock microseconds (2026-11-18)."""
@@ -73,25 +72,6 @@ def records(tmp_path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@asynccontextmanager
-async def delivering(center: AlertCenter) -> AsyncIterator[None]:
-    task = asyncio.create_task(center.dispatcher.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
-async def drained(center: AlertCenter) -> None:
-    for _ in range(200):
-        if center.outbox.depth() == 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{center.outbox.depth()} deliveries still queued")
 
 
 async def test_a_critical_finding_pages_once_and_later_ones_are_grouped(
@@ -171,18 +151,10 @@ async def test_quiet_hours_hold_the_rules_pages_but_never_an_operators(
     assert rule_alert.deliveries[0].detail == "held: quiet hours"
     page = center.page(MALLORY, Severity.CRITICAL, (BULK,), note="now", operator="ann")
     async with delivering(center):
-        await drained_except(center, 1)
+        await drained(center, left=1)
     assert [r["action"] for r in records(tmp_path)] == ["trigger"]
     assert records(tmp_path)[0]["key"] == page.key
     assert center.outbox.next_due() == pytest.approx((clock.now // MINUTE_US + 120) * 60.0, abs=60)
-
-
-async def drained_except(center: AlertCenter, left: int) -> None:
-    for _ in range(200):
-        if center.outbox.depth() == left:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{center.outbox.depth()} deliveries still queued")
 
 
 async def test_acknowledge_then_resolve_reach_the_sink_in_order(

@@ -7,7 +7,6 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from core.sources import EventBatch, SourceHealth
 from core.view import ActionRefused, PageRequest
 from tablewatch.live import STATEMENT_CHARS, LiveEngine
 from tablewatch.trail import TRAIL_FILE, OperatorTrail, TrailError
+from tests.alertkit import delivering
 from tests.unit.enginekit import TABLE, at, engine, ev
 
 NOW = at(day=3, hour=10)
@@ -46,19 +46,6 @@ def _live(tmp_path: Path, rules: Rules | None = None) -> LiveEngine:
         trail=OperatorTrail(tmp_path),
         clock=lambda: NOW,
     )
-
-
-@asynccontextmanager
-async def delivering(live: LiveEngine) -> AsyncIterator[None]:
-    """The alert delivery running, as `LiveEngine.run` runs it."""
-    assert live.alerts is not None
-    task = asyncio.create_task(live.alerts.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def _bulk(t: int = NOW - 10_000_000) -> AccessEvent:
@@ -94,7 +81,7 @@ async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path:
     live = _live(tmp_path)
     live.feed([_bulk()])
     reader = (await live.snapshot()).readers[0]
-    async with delivering(live):
+    async with delivering(live.alerts):
         alert = await live.page(
             PageRequest(
                 reader.principal, Severity.CRITICAL, "pulling the list", "ann", reader.reasons
@@ -115,7 +102,7 @@ async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path:
 async def test_a_sink_that_fails_is_a_failed_delivery_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where the sink wants a folder")
     live = LiveEngine(engine(), _center(tmp_path, sink=tmp_path / "blocked" / "alerts.jsonl"))
-    async with delivering(live):
+    async with delivering(live.alerts):
         alert = await live.page(PageRequest(MALLORY, Severity.WARNING, "", "ann"))
     (delivery,) = alert.deliveries
     assert delivery.state == "queued"  # kept, and retried: the disk may come back
@@ -221,7 +208,7 @@ async def test_the_snapshot_lists_the_top_readers_and_counts_them_all(tmp_path: 
 async def test_a_page_is_sent_even_when_the_trail_cannot_be_written(tmp_path: Path) -> None:
     live = _live(tmp_path)
     (tmp_path / TRAIL_FILE).mkdir()  # a folder where the trail file should be
-    async with delivering(live):
+    async with delivering(live.alerts):
         alert = await live.page(PageRequest(MALLORY, Severity.CRITICAL, "now", "ann"))
     assert [(d.sink, d.state) for d in alert.deliveries] == [
         ("local", "sent"),
@@ -236,7 +223,7 @@ async def test_a_critical_finding_pages_by_itself_and_operators_ack_and_resolve_
     tmp_path: Path,
 ) -> None:
     live = _live(tmp_path, Rules())
-    async with delivering(live):
+    async with delivering(live.alerts):
         live.feed([_bulk()])
         (alert,) = (await live.snapshot()).alerts
         assert alert.origin == "rule" and alert.principal == MALLORY

@@ -15,7 +15,7 @@ import pytest
 from alerts.command import Command
 from core.settings import CommandSink
 from core.sinks import Outcome
-from tests.receivers import make_alert, make_step
+from tests.alertkit import make_alert, make_step
 
 
 def sink(*argv: str, timeout: float = 10.0) -> Command:

@@ -8,27 +8,19 @@ import stat
 from pathlib import Path
 
 from alerts.local import LocalSink
-from core.sinks import Action, Outcome
-from tests.receivers import HOSTILE, make_alert, make_step
+from core.sinks import Outcome
+from tests.alertkit import HOSTILE, deliver_all, lifecycle, make_alert, make_step
 
 
 async def test_each_action_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "state" / "alerts.jsonl"
     local = LocalSink(path)
     alert = make_alert(note="paged by hand")
-    trigger = local.render(alert, make_step(), None)
-    for step in (
-        make_step(),
-        make_step(Action.ACKNOWLEDGE, "bob", "mine"),
-        make_step(Action.RESOLVE, "bob"),
-    ):
-        payload = local.render(alert, step, trigger)
-        assert payload is not None
-        verdict = await local.deliver(payload)
-        assert (verdict.outcome, verdict.detail) == (Outcome.SENT, str(path))
+    verdicts = await deliver_all(local, lifecycle(local, alert))
+    assert [(v.outcome, v.detail) for v in verdicts] == [(Outcome.SENT, str(path))] * 3
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["action"] for r in lines] == ["trigger", "acknowledge", "resolve"]
-    assert lines[1]["actor"] == "bob" and lines[1]["step_note"] == "mine"
+    assert lines[1]["actor"] == "bob" and lines[1]["step_note"] == "on it"
     assert lines[0]["note"] == "paged by hand" and lines[0]["user"] == "alice"
     assert lines[0]["key"] == alert.key and lines[0]["time"] == "2025-11-29T03:41:40.000Z"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

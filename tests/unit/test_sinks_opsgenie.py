@@ -13,7 +13,8 @@ from alerts.opsgenie import Opsgenie
 from core.findings import Severity
 from core.settings import OpsgenieSink
 from core.sinks import Action, Outcome
-from tests.receivers import HOSTILE, OpsgenieReceiver, make_alert, make_step
+from tests.alertkit import HOSTILE, deliver_all, lifecycle, make_alert, make_step
+from tests.receivers import OpsgenieReceiver
 
 API_KEY = "eb243592-faa2-4ba2-a551q-1afdf565c889"
 
@@ -35,23 +36,11 @@ def envelope(payload: bytes | None) -> dict[str, Any]:
     return parsed
 
 
-async def send(target: Opsgenie, payloads: list[bytes | None]) -> list[Outcome]:
-    try:
-        return [(await target.deliver(p)).outcome for p in payloads if p is not None]
-    finally:
-        await target.close()
-
-
 async def test_create_acknowledge_close_by_alias(og: OpsgenieReceiver) -> None:
     target = sink(og.url + "/v2/alerts")
     alert = make_alert(key="critical|al/ice?|10.0.0.5|psql|crm.client_list")  # needs quoting
-    trigger = target.render(alert, make_step(), None)
-    payloads = [
-        trigger,
-        target.render(alert, make_step(Action.ACKNOWLEDGE, "bob", "on it"), trigger),
-        target.render(alert, make_step(Action.RESOLVE, "bob"), trigger),
-    ]
-    assert await send(target, payloads) == [Outcome.SENT] * 3
+    verdicts = await deliver_all(target, lifecycle(target, alert))
+    assert [v.outcome for v in verdicts] == [Outcome.SENT] * 3
     assert og.rejected == []
     create, ack, close = og.received
     assert create.path == "/v2/alerts"
@@ -95,21 +84,18 @@ async def test_huge_and_hostile_fields_stay_within_limits(og: OpsgenieReceiver) 
     assert len(body["description"]) <= 15_000 and len(body["user"]) <= 100
     assert sum(len(k) + len(v) for k, v in body["details"].items()) <= 8000
     resolve = target.render(alert, make_step(Action.RESOLVE, "o" * 500, "n" * 50_000), trigger)
-    assert await send(target, [trigger, resolve]) == [Outcome.SENT] * 2
+    verdicts = await deliver_all(target, [trigger, resolve])
+    assert [v.outcome for v in verdicts] == [Outcome.SENT] * 2
     assert og.rejected == []
     assert og.received[1].path == f"/v2/alerts/{body['alias']}/close"
 
 
 async def test_a_wrong_key_is_refused_and_not_shown(og: OpsgenieReceiver) -> None:
     target = sink(og.url + "/v2/alerts", key="wrong-key-0000")
-    verdicts = []
-    try:
-        verdicts.append(await target.deliver(target.render(make_alert(), make_step(), None) or b""))
-    finally:
-        await target.close()
-    assert verdicts[0].outcome is Outcome.FAILED and "HTTP 401" in verdicts[0].detail
+    (verdict,) = await deliver_all(target, [target.render(make_alert(), make_step(), None)])
+    assert verdict.outcome is Outcome.FAILED and "HTTP 401" in verdict.detail
     assert og.rejected[0].reason == "Could not authenticate"
-    assert "wrong-key" not in verdicts[0].detail
+    assert "wrong-key" not in verdict.detail
 
 
 async def test_retries_then_takes(og: OpsgenieReceiver) -> None:
@@ -117,19 +103,12 @@ async def test_retries_then_takes(og: OpsgenieReceiver) -> None:
     payload = target.render(make_alert(), make_step(), None)
     og.fail(503, times=2)
     og.fail(429, headers={"Retry-After": "7"})
-    verdicts = []
-    try:
-        for _ in range(4):
-            verdicts.append(await target.deliver(payload or b""))
-    finally:
-        await target.close()
+    verdicts = await deliver_all(target, [payload] * 4)
     assert [v.outcome for v in verdicts] == [Outcome.RETRY] * 3 + [Outcome.SENT]
     assert verdicts[2].retry_after == 7.0
     assert len(og.received) == 1 and len(og.faulted) == 3
 
 
 async def test_a_foreign_payload_fails_without_raising() -> None:
-    target = sink()
-    verdict = await target.deliver(b'{"message": "not an envelope"}')
-    await target.close()
+    (verdict,) = await deliver_all(sink(), [b'{"message": "not an envelope"}'])
     assert verdict.outcome is Outcome.FAILED and "envelope" in verdict.detail

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,9 @@ from alerts.pagerduty import MAX_EVENT, PagerDuty
 from core.findings import Reason, Severity
 from core.settings import PagerDutySink
 from core.sinks import Action, Outcome, RateLimit
-from tests.receivers import HOSTILE, PagerDutyReceiver, make_alert, make_step
+from tablewatch.pgcluster import free_port
+from tests.alertkit import HOSTILE, deliver_all, lifecycle, make_alert, make_step
+from tests.receivers import PagerDutyReceiver
 
 KEY_A = "R0UTINGKEYAAAAAAAAAAAAAAAAAAAAAA"
 KEY_B = "R0UTINGKEYBBBBBBBBBBBBBBBBBBBBBB"
@@ -43,13 +44,7 @@ def event(payload: bytes | None) -> dict[str, Any]:
 async def test_trigger_acknowledge_resolve_are_accepted(pd: PagerDutyReceiver) -> None:
     pagerduty = sink(pd.url + "/v2/enqueue", component="crm-db")
     alert = make_alert()
-    trigger = pagerduty.render(alert, make_step(), None)
-    ack = pagerduty.render(alert, make_step(Action.ACKNOWLEDGE, "bob", "on it"), trigger)
-    resolve = pagerduty.render(alert, make_step(Action.RESOLVE, "bob"), trigger)
-    try:
-        verdicts = [await pagerduty.deliver(p) for p in (trigger, ack, resolve) if p is not None]
-    finally:
-        await pagerduty.close()
+    verdicts = await deliver_all(pagerduty, lifecycle(pagerduty, alert))
     assert [v.outcome for v in verdicts] == [Outcome.SENT] * 3, verdicts
     assert pd.rejected == []
     sent = [seen.json for seen in pd.received]
@@ -114,11 +109,8 @@ async def test_huge_and_hostile_fields_give_a_valid_event(pd: PagerDutyReceiver)
     body = event(payload)["payload"]
     assert len(body["summary"]) <= 1024
     assert len(body["custom_details"]["user"]) <= 256
-    try:
-        assert (await pagerduty.deliver(payload)).outcome is Outcome.SENT
-    finally:
-        await pagerduty.close()
-    assert pd.rejected == []
+    (verdict,) = await deliver_all(pagerduty, [payload])
+    assert verdict.outcome is Outcome.SENT and pd.rejected == []
 
 
 def test_every_field_at_its_bound_still_fits_512_kb() -> None:
@@ -174,11 +166,8 @@ async def test_aggregate_of_10000_is_exact_and_bounded(pd: PagerDutyReceiver) ->
     assert "10000 alerts held back" in body["summary"]
     assert str(parsed["dedup_key"]).startswith("tw-aggregate-")
     assert parsed["routing_key"] == KEY_A
-    try:
-        assert (await pagerduty.deliver(combined)).outcome is Outcome.SENT
-    finally:
-        await pagerduty.close()
-    assert pd.rejected == []
+    (verdict,) = await deliver_all(pagerduty, [combined])
+    assert verdict.outcome is Outcome.SENT and pd.rejected == []
 
 
 def test_aggregate_lists_everything_when_it_fits_and_refuses_mixed_keys() -> None:
@@ -206,10 +195,7 @@ async def test_http_answers_become_verdicts(pd: PagerDutyReceiver) -> None:
     pd.fail(429, headers={"Retry-After": "7"})
     pd.fail(400, body=b'{"status":"invalid event","errors":["routing key"]}')
     pd.stall(2.0)
-    try:
-        verdicts = [await pagerduty.deliver(payload) for _ in range(7)]
-    finally:
-        await pagerduty.close()
+    verdicts = await deliver_all(pagerduty, [payload] * 7)
     assert [v.outcome for v in verdicts[:3]] == [Outcome.RETRY] * 3
     assert (verdicts[3].outcome, verdicts[3].retry_after) == (Outcome.RETRY, 7.0)
     assert verdicts[4].outcome is Outcome.FAILED and "routing key" in verdicts[4].detail
@@ -219,12 +205,6 @@ async def test_http_answers_become_verdicts(pd: PagerDutyReceiver) -> None:
 
 
 async def test_closed_port_is_a_retry() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    pagerduty = sink(f"http://127.0.0.1:{port}/v2/enqueue")
-    try:
-        verdict = await pagerduty.deliver(triggers(1)[0])
-    finally:
-        await pagerduty.close()
+    pagerduty = sink(f"http://127.0.0.1:{free_port()}/v2/enqueue")  # nobody listens
+    (verdict,) = await deliver_all(pagerduty, triggers(1))
     assert verdict.outcome is Outcome.RETRY and verdict.detail

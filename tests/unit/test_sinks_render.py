@@ -18,7 +18,7 @@ from alerts.render import (
     render_document,
 )
 from core.sinks import Action
-from tests.receivers import HOSTILE, make_alert, make_step
+from tests.alertkit import HOSTILE, make_alert, make_step
 
 
 @pytest.mark.parametrize(

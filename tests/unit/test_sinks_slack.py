@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,9 @@ from pydantic import SecretStr
 from alerts.slack import Slack, escape
 from core.settings import SlackSink
 from core.sinks import Action, Outcome, RateLimit
-from tests.receivers import HOSTILE, SlackReceiver, make_alert, make_step
+from tablewatch.pgcluster import free_port
+from tests.alertkit import HOSTILE, deliver_all, lifecycle, make_alert, make_step
+from tests.receivers import SlackReceiver
 
 
 @pytest.fixture
@@ -34,25 +35,14 @@ def texts(payload: bytes | None) -> list[str]:
     return [message["text"]] + [block["text"]["text"] for block in message["blocks"]]
 
 
-async def deliver_all(target: Slack, payloads: list[bytes | None]) -> list[Outcome]:
-    try:
-        return [(await target.deliver(p)).outcome for p in payloads if p is not None]
-    finally:
-        await target.close()
-
-
 async def test_trigger_acknowledge_resolve_are_accepted(slack: SlackReceiver) -> None:
     target = sink(slack.webhook_url)
     alert = make_alert()
-    trigger = target.render(alert, make_step(), None)
-    payloads = [
-        trigger,
-        target.render(alert, make_step(Action.ACKNOWLEDGE, "bob", "on it"), trigger),
-        target.render(alert, make_step(Action.RESOLVE, "bob"), trigger),
-    ]
-    assert await deliver_all(target, payloads) == [Outcome.SENT] * 3
+    payloads = lifecycle(target, alert)
+    verdicts = await deliver_all(target, payloads)
+    assert [v.outcome for v in verdicts] == [Outcome.SENT] * 3
     assert slack.rejected == [] and len(slack.received) == 3
-    shown = "\n".join(texts(trigger))
+    shown = "\n".join(texts(payloads[0]))
     assert "CRITICAL" in shown and "`alice`" in shown and "`crm.client_list`" in shown
     assert "one statement read 48,000 of 50,000 rows" in shown
     assert "```SELECT * FROM crm.client_list WHERE id &gt; ?```" in shown
@@ -98,7 +88,8 @@ async def test_huge_fields_stay_within_slacks_limits(slack: SlackReceiver) -> No
     ]
     for payload in payloads:
         assert all(len(text) <= 3000 for text in texts(payload))
-    assert await deliver_all(target, payloads) == [Outcome.SENT] * 3
+    verdicts = await deliver_all(target, payloads)
+    assert [v.outcome for v in verdicts] == [Outcome.SENT] * 3
     assert slack.rejected == []
 
 
@@ -112,7 +103,8 @@ async def test_aggregate_counts_exactly_and_stays_small(slack: SlackReceiver) ->
     assert "10000 alerts held back" in shown[0]
     assert shown[2].count("•") == 20 and "…and 9980 more" in shown[2]
     assert "&lt;b&amp;d&gt;" in shown[2]
-    assert await deliver_all(target, [combined]) == [Outcome.SENT]
+    (verdict,) = await deliver_all(target, [combined])
+    assert verdict.outcome is Outcome.SENT
     assert slack.rejected == []
 
 
@@ -123,8 +115,8 @@ def test_limit_is_one_per_second_in_one_bucket() -> None:
 
 async def test_refusals_fail_and_never_show_the_url(slack: SlackReceiver) -> None:
     wrong = sink(slack.url + "/services/T0000/B0000/wrongtoken")
-    assert (await wrong.deliver(b'{"text":"x"}')).detail == "HTTP 404: no_service"
-    await wrong.close()
+    (refused,) = await deliver_all(wrong, [b'{"text":"x"}'])
+    assert refused.detail == "HTTP 404: no_service"
     target = sink(slack.webhook_url)
     token = slack.hook_path.rsplit("/", 1)[1]
     url = slack.webhook_url.encode()
@@ -134,12 +126,7 @@ async def test_refusals_fail_and_never_show_the_url(slack: SlackReceiver) -> Non
     pad = 299 - len("HTTP 400: ") - len(url) + len(token) // 2
     slack.fail(400, body=b"x" * pad + url)
     slack.fail(429, headers={"Retry-After": "7"})
-    try:
-        echoed = await target.deliver(b'{"text":"x"}')
-        cut = await target.deliver(b'{"text":"x"}')
-        throttled = await target.deliver(b'{"text":"x"}')
-    finally:
-        await target.close()
+    echoed, cut, throttled = await deliver_all(target, [b'{"text":"x"}'] * 3)
     assert (echoed.outcome, echoed.detail) == (Outcome.FAILED, "HTTP 400: proxy says: ***")
     assert cut.outcome is Outcome.FAILED
     assert token[:8] not in cut.detail and "/services/" not in cut.detail
@@ -147,14 +134,7 @@ async def test_refusals_fail_and_never_show_the_url(slack: SlackReceiver) -> Non
 
 
 async def test_unreachable_is_a_retry_without_the_secret() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/services/T0/B0/s3cr3tT0ken"
-    target = sink(url)
-    try:
-        verdict = await target.deliver(b'{"text":"x"}')
-    finally:
-        await target.close()
+    url = f"http://127.0.0.1:{free_port()}/services/T0/B0/s3cr3tT0ken"  # nobody listens
+    (verdict,) = await deliver_all(sink(url), [b'{"text":"x"}'])
     assert verdict.outcome is Outcome.RETRY and verdict.detail
     assert "s3cr3tT0ken" not in verdict.detail and url not in verdict.detail
