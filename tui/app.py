@@ -9,6 +9,7 @@ reveal). Data reaches the widgets only as Text built by `tui.text`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,12 +19,14 @@ from textual.binding import BindingType
 from textual.containers import Container
 from textual.css.query import NoMatches
 from textual.reactive import var
-from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from core.events import AccessEvent
+from core.snapshot import AlertView
 from core.view import EngineView
 from tui import keys, lines
 from tui import text as t
+from tui.alertlist import AlertsTable, alerts_bar, findings_pane, marks, open_first
 from tui.detail import detail
 from tui.header import StatusHeader, header
 from tui.modals import HelpScreen
@@ -34,7 +37,20 @@ from tui.readers import ORDERS, ReadersTable, event_matches, ordered, reader_mat
 TAIL_LINES = 200
 """Access events shown in the tail (the newest matching the filter)."""
 _ACTIONS = frozenset(
-    {"page", "expect", "snooze", "filter", "order", "pause", "reveal", "tab", "help", "quit"}
+    {
+        "page",
+        "expect",
+        "snooze",
+        "acknowledge",
+        "resolve",
+        "filter",
+        "order",
+        "pause",
+        "reveal",
+        "tab",
+        "help",
+        "quit",
+    }
 )
 """The dashboard's own actions: off while a dialog is open (its keys are the dialog's)."""
 
@@ -43,7 +59,8 @@ class DashboardApp(OperatorApp):
     """The Textual dashboard over an `EngineView`."""
 
     TITLE = "tablewatch"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    """Absolute: Textual resolves a relative path next to the module of a subclass."""
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = list(keys.BINDINGS)
     HORIZONTAL_BREAKPOINTS = [
@@ -73,6 +90,9 @@ class DashboardApp(OperatorApp):
         self._lines: dict[int, tuple[AccessEvent, Text]] = {}
         """The tail's lines drawn at the last refresh, by event (held, so ids stay theirs)."""
         self._lines_revealed = False
+        self.alert_key: str | None = None
+        """The alert under the alerts list's cursor, kept across refreshes."""
+        self._bar: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -84,6 +104,8 @@ class DashboardApp(OperatorApp):
                 with TabPane("Events", id="events"):
                     yield EventsPane(id="events-pane")
                 with TabPane("Findings & alerts", id="findings"):
+                    yield Static(Text(end=""), id="alerts-bar", markup=False)
+                    yield AlertsTable(id="alerts")
                     yield FindingsPane(id="findings-pane")
         yield Input(
             placeholder="filter: user, client, application or table", id="filter", max_length=200
@@ -143,7 +165,7 @@ class DashboardApp(OperatorApp):
         readers = [r for r in ordered(snap.readers, order) if reader_matches(r, self.needle)]
         total = max(snap.readers_total, len(snap.readers))
         table.border_title = title(order, self.needle, len(readers), total)
-        self.selected = table.show(readers, snap.taken_us, self.selected)
+        self.selected = table.show(readers, snap.taken_us, self.selected, marks(snap.alerts))
         self._show_pane()
 
     def _show_pane(self) -> None:
@@ -163,7 +185,23 @@ class DashboardApp(OperatorApp):
                 events = [t.label(why, t.DIM)]
             self.query_one(EventsPane).show(t.lines(events))
         elif active == "findings":
-            self.query_one(FindingsPane).show(lines.findings_pane(snap.findings, snap.alerts))
+            self._show_alerts()
+
+    def _show_alerts(self) -> None:
+        """The alerts bar, the list (rows rewritten in place) and the selected alert in full
+        above the findings."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        bar = alerts_bar(snap.alerts, snap.suppressed, snap.outbox)
+        if bar != self._bar:
+            self._bar = bar
+            self.query_one("#alerts-bar", Static).update(bar)
+        listed = self.query_one(AlertsTable)
+        self.alert_key = listed.show(open_first(snap.alerts), self.alert_key)
+        if not snap.alerts and listed.has_focus:
+            self.query_one(ReadersTable).focus()
+        self.query_one(FindingsPane).show(findings_pane(snap.findings, listed.alert))
 
     @on(TabbedContent.TabActivated, "#panes")
     def _tab_shown(self) -> None:
@@ -208,6 +246,43 @@ class DashboardApp(OperatorApp):
     @on(DataTable.RowSelected, "#readers")
     def _chosen(self) -> None:
         self.query_one(TabbedContent).active = "detail"
+
+    @on(DataTable.RowHighlighted, "#alerts")
+    def _alert_moved(self) -> None:
+        try:
+            listed = self.query_one(AlertsTable)
+        except NoMatches:  # a highlight arriving while the app closes
+            return
+        self.alert_key = listed.selected
+        if self.snapshot is not None:
+            self.query_one(FindingsPane).show(findings_pane(self.snapshot.findings, listed.alert))
+
+    @on(DataTable.RowSelected, "#alerts")
+    def _alert_chosen(self) -> None:
+        """Enter on an alert: its reader, selected in the readers table, and its detail."""
+        alert = self.query_one(AlertsTable).alert
+        if alert is None:
+            return
+        readers = self.query_one(ReadersTable)
+        if alert.principal not in readers.principals:
+            self.notify(
+                t.notice(
+                    "not in the readers table now (quiet, or filtered out): ", alert.principal.user
+                ),
+                markup=False,
+            )
+            return
+        readers.move_cursor(row=readers.principals.index(alert.principal), animate=False)
+        self.selected = alert.principal
+        self.query_one(TabbedContent).active = "detail"
+        readers.focus()
+
+    def alert_target(self, action: str) -> AlertView | None:
+        """On the Findings & alerts tab, the alert under the list's cursor; elsewhere, the
+        selected reader's."""
+        if self.query_one(TabbedContent).active == "findings":
+            return self.query_one(AlertsTable).alert
+        return super().alert_target(action)
 
     # keys ---------------------------------------------------------------------------------------
 
@@ -257,8 +332,16 @@ class DashboardApp(OperatorApp):
         )
 
     def action_tab(self, name: str) -> None:
-        """Show one of the bottom tabs."""
+        """Show one of the bottom tabs (the alerts list takes the focus on its tab, so that
+        ↑ ↓ pick an alert; the other tabs give it back to the readers)."""
         self.query_one(TabbedContent).active = name
+        listed = self.query_one(AlertsTable)
+        if name == "findings":
+            self._show_pane()  # now, so that the list has its rows to focus
+            if listed.row_count:
+                listed.focus()
+        elif listed.has_focus:
+            self.query_one(ReadersTable).focus()
 
     def action_help(self) -> None:
         """The help screen."""

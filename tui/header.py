@@ -1,4 +1,5 @@
-"""The two header lines: clock, watched tables, rate, learning/paused, and each source's health."""
+"""The two header lines: clock, paused/learning, what needs an operator about the alerts, watched
+tables, rate, and each source's health."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from core.events import us_from_utc
 from core.snapshot import Snapshot
 from core.sources import SourceHealth
 from tui import text as t
+from tui.alertlist import ACTIVE, HELD_TEXT, undelivered
 
 
 def header(
@@ -31,6 +33,7 @@ def header(
     if snapshot is not None:
         if snapshot.learning:
             first.append(t.label("LEARNING", t.WAITING))
+        first += alerting(snapshot)
         for table in snapshot.tables[:4]:
             size = "size ?" if table.rows is None else f"{table.rows:,} rows"
             first.append(t.join((t.data(table.name, 40, t.BOLD), t.label(size, t.DIM))))
@@ -50,6 +53,23 @@ def header(
         second.append(t.data(legend, 100, t.ACCENT))
     second.append(t.join((t.label("operator", t.DIM), t.data(operator, 24))))
     return t.lines((t.join(first, " │ "), t.join(second, " │ ")))
+
+
+def alerting(snapshot: Snapshot) -> list[Text]:
+    """What needs an operator about the alerts, urgent first, each only when there is some:
+    `1 alert ACTIVE`, `2 deliveries failed`, `flood control held 9,980`, `outbox 12 queued`."""
+    out = []
+    active = sum(a.state == ACTIVE for a in snapshot.alerts)
+    if active:
+        out.append(t.label(f"{active:,} alert{'s' if active != 1 else ''} ACTIVE", t.ERROR))
+    failed = undelivered(snapshot.alerts)
+    if failed:
+        out.append(t.label(f"{failed:,} deliver{'ies' if failed != 1 else 'y'} failed", t.ERROR))
+    if snapshot.suppressed > 0:
+        out.append(t.label(f"{HELD_TEXT} {snapshot.suppressed:,}", t.WAITING))
+    if snapshot.outbox > 0:
+        out.append(t.label(f"outbox {snapshot.outbox:,} queued", t.WAITING))
+    return out
 
 
 def source(health: SourceHealth, now_us: int) -> Text:

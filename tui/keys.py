@@ -14,10 +14,13 @@ BINDINGS: list[Binding] = [
     Binding("a", "page", "page"),
     Binding("e", "expect", "expect"),
     Binding("s", "snooze", "snooze"),
+    Binding("k", "acknowledge", "ack"),
+    Binding("x", "resolve", "resolve"),
     Binding("slash", "filter", "find"),
-    Binding("o", "order", "sort"),
+    # sort and reveal are in the help only: the footer must fit 80 columns
+    Binding("o", "order", "sort", show=False),
     Binding("p", "pause", "pause"),
-    Binding("r", "reveal", "reveal"),
+    Binding("r", "reveal", "reveal", show=False),
     Binding("question_mark", "help", "help"),
     Binding("q", "quit", "quit"),
     Binding("d", "tab('detail')", "detail", group=_TABS),
@@ -31,8 +34,17 @@ HELP: tuple[tuple[str, str], ...] = (
     ("a", "page on-call about the selected reader (confirm: severity ↑/↓, note, Enter)"),
     ("e", "mark the selected reader as expected (confirm with a note)"),
     ("s", "snooze the selected reader: 1 15m · 2 1h · 3 4h · 4 24h · 0 lift"),
+    ("f", "Findings & alerts: its alerts list (open ones first) takes the cursor ↑ ↓"),
+    ("k", "acknowledge the alert in every sink (confirm with a note, Enter)"),
+    ("x", "resolve the alert in every sink (confirm with a note, Enter)"),
+    (
+        "k x: which",
+        "on the f tab the alert under the list's cursor; elsewhere the selected"
+        " reader's (marked ! or a); the dialog names it",
+    ),
+    ("enter", "on an alert: select its reader and show its detail"),
     ("/", "filter readers and the tail by user, client, application or table"),
-    ("esc", "clear the filter (or cancel a dialog)"),
+    ("esc", "clear the filter (or cancel a dialog); back to the readers table"),
     ("o", "sort: anomaly → rows → last seen → user (snoozed readers last)"),
     ("p", "pause: keep this snapshot on screen while the engine runs on"),
     ("r", "reveal statement literals and parameters (hidden by default)"),
@@ -59,7 +71,20 @@ def help_body(name: str, operator: str, legend: str) -> Text:
         t.join((t.label("  "), t.severity_word(sev), t.label(f"{sev.label:<9}"), t.label(what)))
         for sev, what in SEVERITIES
     ]
-    parts.append(t.label("Marks: z snoozed (listed last) · E expected · ~ rows estimated", t.DIM))
+    parts.append(
+        t.label(
+            "Marks: ! alert active · a alert acknowledged · z snoozed (listed last) · E expected"
+            " · ~ rows estimated",
+            t.DIM,
+        )
+    )
+    parts.append(
+        t.label(
+            "Sinks in the alerts list: ✓ reached · … queued (retrying: why below the list)"
+            " · ✗ failed (the answer below the list)",
+            t.DIM,
+        )
+    )
     parts.append(
         t.join(
             (

@@ -1,4 +1,4 @@
-"""What the dashboard shows of a snapshot, as Text: reader cells, tail, finding and alert lines.
+"""What the dashboard shows of a snapshot, as Text: reader cells, the tail, finding lines, dialogs.
 
 Pure functions of snapshot values (no widget, no I/O), so the property tests can throw hostile
 text at every one of them. Data goes through `tui.text.data` and its siblings, nowhere else.
@@ -7,13 +7,12 @@ text at every one of them. Data goes through `tui.text.data` and its siblings, n
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 from rich.text import Text
 
 from core.events import AccessEvent, EventKind
 from core.findings import Finding, PrincipalKey, Reason
-from core.snapshot import AlertView, Delivery, ReaderView
+from core.snapshot import ReaderView
 from tui import text as t
 
 USER_W, ADDR_W, APP_W, WHY_W = 10, 15, 11, 13
@@ -21,7 +20,7 @@ USER_W, ADDR_W, APP_W, WHY_W = 10, 15, 11, 13
 
 READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("sev", "sev", 4),
-    ("flags", "", 2),
+    ("flags", "", 3),
     ("score", "score", 5),
     ("user", "user", USER_W),
     ("client", "client", ADDR_W),
@@ -41,9 +40,12 @@ NARROW_COLUMNS = frozenset(
 detail pane)."""
 
 
-def flags(reader: ReaderView) -> Text:
-    """`z` when snoozed, `E` when expected (both: `zE`)."""
+def flags(reader: ReaderView, alert: str = "") -> Text:
+    """`!` when an alert about it is active (`a`: acknowledged), `z` when snoozed, `E` when
+    expected (all three: `!zE`)."""
     out = Text(end="")
+    if alert:
+        out.append(alert, t.ERROR if alert == "!" else t.WAITING)
     if reader.snoozed_until_us is not None:
         out.append("z", t.ACCENT)
     if reader.expected is not None:
@@ -64,12 +66,12 @@ def why(reader: ReaderView) -> Text:
     return t.data(reader.reasons[0].code + (f" +{more}" if more else ""), WHY_W)
 
 
-def reader_cells(reader: ReaderView, now_us: int) -> tuple[Text, ...]:
-    """One row of the readers table, in READER_COLUMNS order."""
+def reader_cells(reader: ReaderView, now_us: int, alert: str = "") -> tuple[Text, ...]:
+    """One row of the readers table, in READER_COLUMNS order (`alert`: its alert mark)."""
     p = reader.principal
     return (
         t.severity_word(reader.severity),
-        flags(reader),
+        flags(reader, alert),
         t.label(f"{reader.score:>3}"),
         t.data(p.user, USER_W),
         t.data(p.client_addr or "?", ADDR_W),
@@ -136,48 +138,6 @@ def finding_line(finding: Finding) -> Text:
             t.data(top, 160),
         )
     )
-
-
-def delivery(item: Delivery) -> Text:
-    """`sink state detail` (a failure in the error style)."""
-    style = t.ERROR if item.state == "failed" else t.OK if item.state != "queued" else ""
-    parts = [t.data(item.sink, 30, t.BOLD), t.data(item.state, 20, style)]
-    if item.detail:
-        parts.append(t.data(item.detail, 200))
-    return t.join(parts)
-
-
-def alert_line(alert: AlertView) -> Text:
-    """An alert: time, severity, origin and operator, who, note, and each delivery."""
-    origin = alert.origin if alert.origin != "operator" else f"paged by {alert.operator}"
-    out = t.join(
-        (
-            t.label(t.clock(alert.time_us), t.DIM),
-            t.severity_word(alert.severity),
-            t.data(origin, 60, t.ACCENT),
-            who(alert.principal, 40),
-        )
-    )
-    if alert.note:
-        out.append("\n    note: ", t.DIM)
-        out.append_text(t.data(alert.note, 300))
-    for item in alert.deliveries or ():
-        out.append("\n    → ", t.DIM)
-        out.append_text(delivery(item))
-    if not alert.deliveries:
-        out.append("\n    → no delivery yet", t.DIM)
-    return out
-
-
-def findings_pane(findings: Sequence[Finding], alerts: Sequence[AlertView]) -> Text:
-    """Alerts (most recent first) above the findings (newest first)."""
-    parts: list[Text] = [t.label(f"Alerts ({len(alerts)})", t.TITLE)]
-    parts += [alert_line(a) for a in reversed(alerts[-50:])] or [t.label("  none yet", t.DIM)]
-    parts.append(t.label(f"\nFindings ({len(findings)}, newest first)", t.TITLE))
-    parts += [finding_line(f) for f in reversed(findings[-200:])]
-    if not findings:
-        parts.append(t.label("  none yet", t.DIM))
-    return t.lines(parts)
 
 
 def page_body(reader: ReaderView, limit: int = 3) -> Text:

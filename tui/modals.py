@@ -1,9 +1,10 @@
-"""The operator's confirmations: page, mark expected, snooze. Escape always cancels."""
+"""The operator's confirmations: page, mark expected, snooze, acknowledge and resolve an alert.
+Escape always cancels."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -12,11 +13,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+from textual.widgets.button import ButtonVariant
 
 from core.findings import Severity
-from core.snapshot import ReaderView
+from core.snapshot import AlertView, ReaderView
 from tui import lines
 from tui import text as t
+from tui.alertlist import action_body
 
 SNOOZES = {"1": 15 * 60, "2": 3600, "3": 4 * 3600, "4": 24 * 3600, "0": 0}
 """Snooze keys and their durations in seconds (0 lifts the snooze)."""
@@ -52,14 +55,10 @@ def default_severity(reader: ReaderView) -> Severity:
 
 
 class _NoteModal(ModalScreen[_R]):
-    """A confirmation about one reader with a note: Enter, ctrl+s or the confirm button
-    confirms, Escape or the other button cancels."""
+    """A confirmation with a note: Enter, ctrl+s or the confirm button confirms, Escape or the
+    other button cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Confirm")]
-
-    def __init__(self, reader: ReaderView) -> None:
-        super().__init__()
-        self.reader = reader
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -96,7 +95,8 @@ class PageModal(_NoteModal[PageChoice | None]):
     ]
 
     def __init__(self, reader: ReaderView) -> None:
-        super().__init__(reader)
+        super().__init__()
+        self.reader = reader
         self.severity = default_severity(reader)
 
     def compose(self) -> ComposeResult:
@@ -125,6 +125,10 @@ class ExpectModal(_NoteModal[str | None]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="ExpectModal", colour="$success")
 
+    def __init__(self, reader: ReaderView) -> None:
+        super().__init__()
+        self.reader = reader
+
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(lines.expect_body(self.reader), id="body")
@@ -134,6 +138,38 @@ class ExpectModal(_NoteModal[str | None]):
             with Horizontal(classes="buttons"):
                 yield Static(t.label("Enter or ctrl+s confirms · Esc cancels", t.DIM))
                 yield Button("Mark expected", variant="success", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def result(self, note: str) -> str | None:
+        """The note."""
+        return note
+
+
+class AlertModal(_NoteModal[str | None]):
+    """Acknowledge or resolve an alert in every sink, with a note: Enter or ctrl+s confirms,
+    Escape cancels. Answers the note."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="AlertModal", colour="$warning")
+    BUTTONS: ClassVar[dict[str, tuple[str, ButtonVariant]]] = {
+        "acknowledge": ("Acknowledge", "warning"),
+        "resolve": ("Resolve", "success"),
+    }
+
+    def __init__(self, action: str, alert: AlertView) -> None:
+        super().__init__()
+        self.action = action
+        self.alert = alert
+
+    def compose(self) -> ComposeResult:
+        label, variant = self.BUTTONS[self.action]
+        with Vertical():
+            yield Static(action_body(self.action, self.alert), id="body")
+            yield Input(
+                placeholder="note (optional): what you found or did", id="note", max_length=500
+            )
+            with Horizontal(classes="buttons"):
+                yield Static(t.label(f"Enter or ctrl+s: {label.lower()} · Esc cancels", t.DIM))
+                yield Button(label, variant=variant, id="confirm", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
 
     def result(self, note: str) -> str | None:

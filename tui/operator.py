@@ -12,25 +12,43 @@ from collections.abc import Callable
 
 from textual import work
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.reactive import var
 from textual.worker import Worker, WorkerState
 
 from core.findings import PrincipalKey
-from core.snapshot import AlertView, ReaderView, Snapshot
-from core.view import EngineView, PageRequest
+from core.snapshot import AlertView, Delivery, ReaderView, Snapshot
+from core.view import ActionRefused, EngineView, PageRequest
 from tui import text as t
-from tui.modals import ExpectModal, PageChoice, PageModal, SnoozeModal
+from tui.alertlist import RESOLVED, for_reader
+from tui.modals import AlertModal, ExpectModal, PageChoice, PageModal, SnoozeModal
+
+DONE_WORDS = {"page": "paged", "acknowledge": "acknowledged", "resolve": "resolved"}
+"""What the notification after each action starts with."""
 
 
-def page_result(alert: AlertView) -> tuple[str, bool]:
-    """The notification after a page, and whether every delivery went through."""
-    parts = []
-    for d in alert.deliveries:
-        where = f" in {d.detail}" if d.state == "recorded" else f": {d.detail}" if d.detail else ""
-        parts.append(f"{d.sink} {d.state}{where}")
-    failed = not alert.deliveries or any(d.state == "failed" for d in alert.deliveries)
-    said = ", ".join(parts) or "no sink took it"
-    return t.notice("page failed: " if failed else "paged: ", said), not failed
+def said(item: Delivery) -> str:
+    """One sink's fate for a notification: `local sent (/var/…/alerts.jsonl)`, `pagerduty
+    queued (retry in 4s: HTTP 503)`, `slack failed: HTTP 400: invalid_token`."""
+    if item.state == "failed":
+        return f"{item.sink} failed: {item.detail or 'no reason given'}"
+    if item.state == "queued":
+        return f"{item.sink} queued ({item.detail or 'no answer yet, retrying'})"
+    return f"{item.sink} {item.state}" + (f" ({item.detail[:120]})" if item.detail else "")
+
+
+def outcome(action: str, alert: AlertView) -> tuple[str, SeverityLevel]:
+    """The notification after a page, acknowledge or resolve, and its severity: `error` when a
+    sink failed (or none took it), `warning` while one is still queued, else `information`."""
+    states = {d.state for d in alert.deliveries}
+    if not alert.deliveries or states == {"failed"}:
+        head = f"{action} failed: "
+    else:
+        head = f"{DONE_WORDS[action]}: "
+    text = t.notice(head, ", ".join(said(d) for d in alert.deliveries) or "no sink took it")
+    if not alert.deliveries or "failed" in states:
+        return text, "error"
+    return text, "warning" if "queued" in states else "information"
 
 
 class OperatorApp(App[None]):
@@ -100,16 +118,80 @@ class OperatorApp(App[None]):
 
     # operator actions ---------------------------------------------------------------------------
 
+    def _busy(self, group: str) -> bool:
+        if any(w.group == group and w.is_running for w in self.workers):
+            # exclusive workers cancel their predecessor: never a page cut off half-delivered
+            self.notify("still waiting for the last one: try again in a moment", markup=False)
+            return True
+        return False
+
     def _with_reader(self, group: str, then: Callable[[ReaderView], None]) -> None:
         reader = self.reader()
         if reader is None:
             self.notify("no reader selected: move the cursor to a reader first", markup=False)
             return
-        if any(w.group == group and w.is_running for w in self.workers):
-            # exclusive workers cancel their predecessor: never a page cut off half-delivered
-            self.notify("still waiting for the last one: try again in a moment", markup=False)
+        if not self._busy(group):
+            then(reader)
+
+    def alert_target(self, action: str) -> AlertView | None:
+        """The alert `action` (acknowledge or resolve) is about: the selected reader's."""
+        if self.snapshot is None or self.selected is None:
+            return None
+        return for_reader(self.snapshot.alerts, self.selected, action)
+
+    def action_acknowledge(self) -> None:
+        """Acknowledge the selected alert in every sink (after a confirmation with a note)."""
+        self._alert_action("acknowledge")
+
+    def action_resolve(self) -> None:
+        """Resolve the selected alert in every sink (after a confirmation with a note)."""
+        self._alert_action("resolve")
+
+    def _alert_action(self, action: str) -> None:
+        alert = self.alert_target(action)
+        if alert is None:
+            self.notify(
+                t.notice(
+                    f"cannot {action}: no alert selected (f: the alerts list, ↑ ↓ to pick one;"
+                    " or select a reader marked !)"
+                ),
+                severity="warning",
+                markup=False,
+            )
             return
-        then(reader)
+        if alert.state == RESOLVED or (action == "acknowledge" and alert.state != "active"):
+            by = f" by {alert.by}" if alert.by else ""
+            at = f" at {t.clock(alert.updated_us)}" if alert.updated_us else ""
+            self.notify(
+                t.notice(f"cannot {action}: this alert is already {alert.state}{by}{at}"),
+                severity="warning",
+                markup=False,
+            )
+            return
+        if self._busy("alert"):
+            return
+
+        def confirmed(note: str | None) -> None:
+            if note is not None:
+                self._act_on_alert(action, alert.key, note)
+
+        self.push_screen(AlertModal(action, alert), confirmed)
+
+    @work(exclusive=True, group="alert", exit_on_error=False, description="acknowledge or resolve")
+    async def _act_on_alert(self, action: str, key: str, note: str) -> None:
+        act = self.view.acknowledge if action == "acknowledge" else self.view.resolve
+        try:
+            alert = await act(key, note, self.operator)
+        except ActionRefused as exc:  # resolved meanwhile, by someone else or by the rules
+            self.notify(t.notice(f"{action} refused: ", exc), severity="error", markup=False)
+            await self.refresh_snapshot()
+            return
+        except Exception as exc:  # a bug below, or an agent gone: one line, never a crash
+            self.notify(t.notice(f"{action} failed: ", exc), severity="error", markup=False)
+            return
+        text, severity = outcome(action, alert)
+        self.notify(text, severity=severity, markup=False)
+        await self.refresh_snapshot()
 
     def action_page(self) -> None:
         """Page on-call about the selected reader (after a confirmation)."""
@@ -157,8 +239,8 @@ class OperatorApp(App[None]):
         except Exception as exc:  # ActionRefused or a bug below: one line, never a crash
             self.notify(t.notice("page failed: ", exc), severity="error", markup=False)
             return
-        said, ok = page_result(alert)
-        self.notify(said, severity="information" if ok else "error", markup=False)
+        text, severity = outcome("page", alert)
+        self.notify(text, severity=severity, markup=False)
         await self.refresh_snapshot()
 
     @work(exclusive=True, group="expect", exit_on_error=False, description="mark expected")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.coordinate import Coordinate
@@ -87,8 +87,9 @@ class ReadersTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
         self.principals: list[PrincipalKey] = []
         self._cells: list[tuple[Text, ...]] = []
-        self._memo: dict[int, tuple[ReaderView, tuple[Text, ...]]] = {}
-        """The cells of the snapshot on screen, by reader (held, so ids stay theirs)."""
+        self._memo: dict[int, tuple[ReaderView, str, tuple[Text, ...]]] = {}
+        """The cells of the snapshot on screen, by reader, with its alert mark (the reader is
+        held, so ids stay theirs)."""
         self._memo_at = -1
         self._shown: tuple[int, ...] = ()
         """Indexes into READER_COLUMNS of the columns shown."""
@@ -112,7 +113,8 @@ class ReadersTable(DataTable[Text]):
         self.clear(columns=True)
         for i in shown:
             key, header, width_ = READER_COLUMNS[i]
-            self.add_column(t.label(header, t.BOLD), width=width_ + 1, key=key)
+            last = i == shown[-1]  # no space after the last column: what matters fits 80 or 100
+            self.add_column(t.label(header, t.BOLD), width=width_ + (0 if last else 1), key=key)
         cells, self._cells = self._cells, []
         for n, line in enumerate(cells):
             self.add_row(*(line[i] for i in shown), key=str(n))
@@ -129,21 +131,28 @@ class ReadersTable(DataTable[Text]):
         return None
 
     def show(
-        self, readers: Sequence[ReaderView], now_us: int, keep: PrincipalKey | None
+        self,
+        readers: Sequence[ReaderView],
+        now_us: int,
+        keep: PrincipalKey | None,
+        marks: Mapping[PrincipalKey, str] | None = None,
     ) -> PrincipalKey | None:
-        """Show `readers` in order with the cursor on `keep` when it is among them.
+        """Show `readers` in order with the cursor on `keep` when it is among them; `marks`
+        holds the alert mark of the readers with an open alert.
 
         Returns the principal the cursor ends on.
         """
         principals = [r.principal for r in readers]
+        marks = marks or {}
         # a re-sort or a filter shows the same snapshot's readers again: their cells are reused
         memo = self._memo if self._memo_at == now_us else {}
         cells = []
         for r in readers:
+            mark = marks.get(r.principal, "") if marks else ""
             hit = memo.get(id(r))
-            if hit is None or hit[0] is not r:
-                hit = memo[id(r)] = (r, reader_cells(r, now_us))
-            cells.append(hit[1])
+            if hit is None or hit[0] is not r or hit[1] != mark:
+                hit = memo[id(r)] = (r, mark, reader_cells(r, now_us, mark))
+            cells.append(hit[2])
         self._memo, self._memo_at = memo, now_us
         shown = self._shown
         before = len(self._cells)

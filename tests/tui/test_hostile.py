@@ -36,12 +36,14 @@ from tests.tui.hostile import (
     UNSAFE,
     assert_inert,
 )
-from tests.tui.world import FIXED_US, alerts_file, app_for, feed, live, screen_text
+from tests.tui.world import FIXED_US, alerts_file, app_for, feed, live, screen_text, settle
 from tests.unit.enginekit import at, ev
-from tui import keys, lines
+from tui import alertlist, keys, lines
 from tui import text as t
+from tui.alertlist import AlertsTable
 from tui.detail import detail
 from tui.header import header
+from tui.operator import outcome
 from tui.panes import DetailPane, EventsPane, FindingsPane
 from tui.readers import ReadersTable, title
 
@@ -78,7 +80,7 @@ async def test_hostile_text_is_shown_literally_everywhere(tmp_path: Path) -> Non
     app = app_for(view, legend=f"legend {MARKUP} {CLEAR}")
     app.operator = f"op{CLICK}"
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        await app.workers.wait_for_complete()
+        await settle(app)
         await pilot.pause()
         screens = [screen_text(app)]
         table = app.query_one(ReadersTable)
@@ -108,13 +110,27 @@ async def test_hostile_text_is_shown_literally_everywhere(tmp_path: Path) -> Non
         await pilot.pause()
         screens.append(screen_text(app))
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        await settle(app)
         await pilot.press("f")
         await pilot.pause()
         screens.append(screen_text(app))
         alerts = app.query_one(FindingsPane).text.plain
-        assert "note: [/x][" in alerts and "local recorded" in alerts
-        assert [a["note"] for a in alerts_file(tmp_path)] == ["[/x]["]
+        assert "note: [/x][" in alerts and "local        sent" in alerts
+        assert "paged by op" + CLICK in alerts
+        await pilot.press("k", *"[b]ack")  # an operator's note is data too
+        await pilot.pause()
+        screens.append(screen_text(app))
+        await pilot.press("enter")
+        await settle(app)
+        await pilot.pause()
+        screens.append(screen_text(app))
+        alerts = app.query_one(FindingsPane).text.plain
+        assert "acknowledged by op" + CLICK in alerts
+        assert [a["note"] for a in alerts_file(tmp_path)] == ["[/x][", "[/x]["]
+        assert alerts_file(tmp_path)[1]["step_note"] == "[b]ack"
+        for y in range(app.query_one(AlertsTable).row_count):
+            for cell in app.query_one(AlertsTable).get_row_at(y):
+                assert_inert(cell)
         # a click where the would-be action sits is a click on ink
         await pilot.press("d")
         await pilot.pause()
@@ -141,7 +157,7 @@ async def test_every_widget_holds_text_not_markup(tmp_path: Path) -> None:
     feed(view, hostile_events())
     app = app_for(view)
     async with app.run_test(size=(100, 30)) as pilot:
-        await app.workers.wait_for_complete()
+        await settle(app)
         await pilot.pause()
         for static in app.query(Static):
             visual = static.visual
@@ -213,12 +229,14 @@ def findings(draw: st.DrawFn) -> Finding:
     )
 
 
+DELIVERY_STATES = st.sampled_from(["queued", "sent", "failed", "acked", "resolved"])
+ALERT_STATES = st.sampled_from(["active", "acknowledged", "resolved"])
+
+
 @st.composite
 def alerts(draw: st.DrawFn) -> AlertView:
     deliveries = tuple(
-        Delivery(
-            draw(hostile), draw(hostile | st.sampled_from(["failed", "recorded"])), draw(hostile)
-        )
+        Delivery(draw(hostile), draw(hostile | DELIVERY_STATES), draw(hostile))
         for _ in range(draw(st.integers(0, 3)))
     )
     return AlertView(
@@ -229,8 +247,13 @@ def alerts(draw: st.DrawFn) -> AlertView:
         draw(hostile),
         draw(hostile),
         draw(hostile),
-        draw(hostile | st.just("operator")),
+        draw(hostile | st.sampled_from(["operator", "rule", "test"])),
         deliveries,
+        state=draw(hostile | ALERT_STATES),
+        findings=draw(st.integers(0, 10**9)),
+        suppressed=draw(st.integers(0, 10**9)),
+        updated_us=draw(st.just(0) | times),
+        by=draw(hostile),
     )
 
 
@@ -312,8 +335,39 @@ def test_line_renderers_are_inert(
 ) -> None:
     assert_inert(lines.tail_line(event, reveal))
     assert_inert(lines.finding_line(finding))
-    assert_inert(lines.alert_line(alert))
-    assert_inert(lines.findings_pane([finding], [alert]))
+    assert_inert(alertlist.alert_line(alert))
+    assert_inert(alertlist.findings_pane([finding], alert))
+    for action in ("acknowledge", "resolve"):
+        assert_inert(alertlist.action_body(action, alert))
+
+
+@FAST
+@given(
+    alert=alerts(),
+    more=st.lists(alerts(), max_size=3),
+    width=st.integers(1, 200),
+    counts=st.tuples(st.integers(0, 10**9), st.integers(0, 10**9)),
+)
+def test_alert_renderers_are_inert(
+    alert: AlertView, more: list[AlertView], width: int, counts: tuple[int, int]
+) -> None:
+    cells = alertlist.alert_cells(alert, width)
+    for cell, (_, _, w) in zip(cells, alertlist.ALERT_COLUMNS, strict=True):
+        assert_inert(cell)
+        assert cell.cell_len <= (w or width)  # a cell never pushes the next one off
+    for item in alert.deliveries:
+        assert_inert(alertlist.delivery(item))
+    for action in ("page", "acknowledge", "resolve"):
+        text, _ = outcome(action, alert)
+        assert UNSAFE.search(text) is None and len(text) <= 300
+    assert_inert(alertlist.alerts_bar([alert, *more], *counts))
+    reader = lines.reader_cells(
+        ReaderView(alert.principal, alert.severity, 1, (), 1, 0, 1, 1, None, False, 0, 0, None),
+        FIXED_US,
+        alertlist.marks([alert, *more]).get(alert.principal, ""),
+    )
+    for cell in reader:
+        assert_inert(cell)
 
 
 @FAST
@@ -325,6 +379,9 @@ def test_line_renderers_are_inert(
     tables=st.lists(st.builds(TableView, hostile, st.none() | st.integers(0, 10**9)), max_size=5),
     health=st.lists(sources(), max_size=3),
     paused=st.booleans(),
+    shown=st.lists(alerts(), max_size=3),
+    held=st.integers(0, 10**9),
+    queued=st.integers(0, 10**9),
 )
 def test_header_and_help_are_inert(
     name: str,
@@ -334,8 +391,22 @@ def test_header_and_help_are_inert(
     tables: list[TableView],
     health: list[SourceHealth],
     paused: bool,
+    shown: list[AlertView],
+    held: int,
+    queued: int,
 ) -> None:
-    snap = Snapshot(FIXED_US, (), (), 0, True, tuple(tables), tuple(health))
+    snap = Snapshot(
+        FIXED_US,
+        (),
+        (),
+        0,
+        True,
+        tuple(tables),
+        tuple(health),
+        alerts=tuple(shown),
+        suppressed=held,
+        outbox=queued,
+    )
     for snapshot in (snap, None):
         out = header(
             snapshot, name=name, operator=operator, paused=paused, legend=legend, problem=problem

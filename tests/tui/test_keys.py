@@ -18,6 +18,7 @@ from tests.tui.world import (
     feed,
     live,
     screen_text,
+    settle,
 )
 from tests.unit.enginekit import at, ev
 from tui.app import DashboardApp
@@ -36,13 +37,6 @@ async def pane_text(app: DashboardApp, pilot: Pilot[None], tab: str) -> str:
     await pilot.pause()
     panes = {"detail": DetailPane, "events": EventsPane, "findings": FindingsPane}
     return app.query_one(panes[tab]).text.plain
-
-
-async def settle(app: DashboardApp) -> None:
-    """Let workers finish and the screen catch up."""
-    await app.workers.wait_for_complete()
-    await asyncio.sleep(0)
-    await app.workers.wait_for_complete()
 
 
 def notices(app: DashboardApp) -> list[str]:
@@ -81,17 +75,19 @@ async def test_page_confirmed_reaches_the_local_sink(view: LiveEngine, tmp_path:
         assert not isinstance(app.screen, PageModal)
         records = alerts_file(tmp_path)
         assert len(records) == 1
+        assert records[0]["action"] == "trigger"
         assert records[0]["note"] == "DBA!"
-        assert records[0]["operator"] == "alice"
+        assert records[0]["operator"] == records[0]["actor"] == "alice"
         assert records[0]["severity"] == "critical"
         assert records[0]["user"] == "mallory"
-        pane = await pane_text(app, pilot, "findings")
-        assert "Alerts (1)" in pane
-        assert "local recorded" in pane and str(tmp_path / "alerts.jsonl") in pane
-        assert "note: DBA!" in pane
         path = tmp_path / "alerts.jsonl"
-        assert f"paged: local recorded in {path}" in notices(app)
-        assert "paged: local recorded in" in screen_text(app)
+        pane = await pane_text(app, pilot, "findings")
+        assert "CRIT ACTIVE · 1 finding\n  mallory @ 203.0.113.9 psql → crm.client_list" in pane
+        assert "\n  paged by alice at 10:30:00 · note: DBA!\n" in pane
+        assert f"→ local        sent     {path}" in pane
+        assert "Alerts (1) 1 active" in screen_text(app)
+        assert f"paged: local sent ({path})" in notices(app)
+        assert "paged: local sent" in screen_text(app)
 
 
 async def test_page_severity_chosen_and_confirmed_with_ctrl_s(
@@ -117,7 +113,8 @@ async def test_page_cancelled_records_nothing(view: LiveEngine, tmp_path: Path) 
         assert not isinstance(app.screen, PageModal)
         assert alerts_file(tmp_path) == []
         assert (await view.snapshot()).alerts == ()
-        assert "Alerts (0)" in await pane_text(app, pilot, "findings")
+        await pilot.press("f")
+        assert "Alerts: none yet · a pages about the selected reader" in screen_text(app)
 
 
 async def test_page_refused_is_one_line_never_a_crash(tmp_path: Path) -> None:
@@ -372,6 +369,8 @@ async def test_help_opens_and_closes(view: LiveEngine) -> None:
         body = app.screen.query_one("#body", Static).visual
         assert isinstance(body, Content)
         assert "page now" in body.plain and "CRIT" in body.plain
+        assert "acknowledge the alert in every sink" in body.plain
+        assert "! alert active · a alert acknowledged" in body.plain
         await pilot.press("a")  # the dashboard's keys sleep while a dialog is open
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -439,6 +438,7 @@ class FailingView:
 
     def __init__(self, inner: LiveEngine) -> None:
         self.inner = inner
+        self.alerts = inner.alerts  # delivered by the test app as by `tablewatch dashboard`
         self.down = False
 
     @property
@@ -459,6 +459,12 @@ class FailingView:
     async def snooze(self, principal, seconds, operator):  # type: ignore[no-untyped-def]
         return await self.inner.snooze(principal, seconds, operator)
 
+    async def acknowledge(self, key, note, operator):  # type: ignore[no-untyped-def]
+        raise RuntimeError("unexpected [bold]bug[/] in the agent")
+
+    async def resolve(self, key, note, operator):  # type: ignore[no-untyped-def]
+        return await self.inner.resolve(key, note, operator)
+
 
 async def test_a_view_that_fails_keeps_the_last_snapshot(view: LiveEngine) -> None:
     failing = FailingView(view)
@@ -476,6 +482,21 @@ async def test_a_view_that_fails_keeps_the_last_snapshot(view: LiveEngine) -> No
         assert "unexpected [bold]bug[/]" in screen
         assert table(app).principals[0] == MALLORY
         assert app.is_running
+
+
+async def test_an_alert_action_that_fails_is_one_line(view: LiveEngine, tmp_path: Path) -> None:
+    assert view.alerts is not None
+    view.alerts.page(MALLORY, Severity.CRITICAL, (), note="", operator="bob")
+    app = app_for(FailingView(view))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(app)
+        await pilot.press("k", "enter")
+        await settle(app)
+        await pilot.pause()
+        assert notices(app) == ["acknowledge failed: unexpected [bold]bug[/] in the agent"]
+        assert [n.severity for n in app._notifications] == ["error"]
+        assert app.is_running and len(app.screen_stack) == 1
+        assert [r["action"] for r in alerts_file(tmp_path)] == ["trigger"]
 
 
 async def test_severity_of_page_defaults_to_at_least_warning(view: LiveEngine) -> None:
@@ -532,7 +553,7 @@ class SlowView(FailingView):
 
 async def test_a_page_in_flight_is_never_cut_off(view: LiveEngine, tmp_path: Path) -> None:
     slow = SlowView(view)
-    app = DashboardApp(slow, operator="alice", refresh_seconds=30)
+    app = app_for(slow)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settle(app)
         await pilot.press("a", "enter")

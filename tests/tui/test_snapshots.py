@@ -9,10 +9,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from core.events import AccessEvent
-from tests.tui.world import BrokenSource, app_for, exfiltration, feed, live, normal_traffic
+from tests.tui.world import (
+    BrokenSource,
+    app_for,
+    exfiltration,
+    feed,
+    live,
+    normal_traffic,
+    settle,
+)
 from tui.app import DashboardApp
 
 Compare = Callable[..., bool]
@@ -25,7 +34,7 @@ def fed(events: Iterable[AccessEvent] = ()) -> Callable[[Pilot[Any]], Awaitable[
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, DashboardApp)
-        await app.workers.wait_for_complete()
+        await settle(app)
         view = app.view
         feed(view, list(events))  # type: ignore[arg-type]
         await app.refresh_snapshot()
@@ -79,3 +88,23 @@ def test_wide_terminal_side_by_side(snap_compare: Compare, tmp_path: Path) -> No
     app = app_for(live(tmp_path))
     events = normal_traffic() + exfiltration()
     assert snap_compare(app, terminal_size=(170, 30), run_before=fed(events), press=["f"])
+
+
+def test_alert_acknowledged_small_terminal(
+    snap_compare: Compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """80x24, Findings & alerts: mallory paged by alice then acknowledged; the list, the alert
+    in full (each sink's state) and the footer's keys."""
+    monkeypatch.chdir(tmp_path)  # the local sink's path is shown: the same on every run
+    app = app_for(live(Path(".")))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await fed(normal_traffic() + exfiltration())(pilot)
+        await pilot.press("a", *"DBA on it", "enter")
+        await settle(pilot.app)
+        await pilot.press("f", "k", *"looking", "enter")
+        await settle(pilot.app)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from core.findings import Severity
 from tablewatch.live import LiveEngine
-from tests.tui.world import app_for, screen_console, screen_text
+from tests.tui.world import app_for, screen_console, screen_text, settle
 from tui import text as t
 from tui.app import DashboardApp
 from tui.readers import title
@@ -146,14 +146,14 @@ async def test_no_color_is_honoured(view: LiveEngine, monkeypatch: pytest.Monkey
     """Textual reads NO_COLOR in App.__init__ and adds a Monochrome line filter: greys only."""
     coloured = app_for(view)
     async with coloured.run_test(size=(100, 30)) as pilot:
-        await coloured.workers.wait_for_complete()
+        await settle(coloured)
         await pilot.pause()
         assert any(len(set(c)) > 1 for c in _colours(coloured))  # the check can fail
     monkeypatch.setenv("NO_COLOR", "1")
     plain = app_for(view)
     assert plain.no_color
     async with plain.run_test(size=(100, 30)) as pilot:
-        await plain.workers.wait_for_complete()
+        await settle(plain)
         await pilot.pause()
         colours = _colours(plain)
         assert colours and all(r == g == b for r, g, b in colours)
@@ -178,7 +178,7 @@ async def test_sixteen_colours(view: LiveEngine, monkeypatch: pytest.MonkeyPatch
     app = app_for(view)
     assert app.console.color_system == "standard"
     async with app.run_test(size=(100, 30)) as pilot:
-        await app.workers.wait_for_complete()
+        await settle(app)
         await pilot.pause()
         screen = screen_text(app)
         assert re.search(r"CRIT +100 ", screen) and re.search(r"\n│- +0 ", screen)

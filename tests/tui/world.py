@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from alerts.outbox import OUTBOX_FILE, Outbox
 from alerts.rules import Rules
 from core.engine import Engine, EngineConfig
 from core.events import AccessEvent
+from core.sinks import AlertSink
 from core.sources import EventBatch, SourceHealth
 from core.tables import TableName
+from core.view import EngineView
 from tablewatch.live import LiveEngine
 from tablewatch.trail import OperatorTrail
 from tests.unit.enginekit import at, ev
@@ -34,27 +37,43 @@ def engine() -> Engine:
     return Engine(EngineConfig(tables=(TABLE,)))
 
 
-def center(tmp_path: Path, *, sinks: bool = True, rules: Rules | None = None) -> AlertCenter:
-    """An alert center with a LocalSink (`tmp_path/alerts.jsonl`) over an outbox in
-    `tmp_path/state`; by default no rule pages (only operators do)."""
+def center(
+    tmp_path: Path,
+    *,
+    sinks: bool = True,
+    rules: Rules | None = None,
+    more: Sequence[AlertSink] = (),
+) -> AlertCenter:
+    """An alert center with a LocalSink (`tmp_path/alerts.jsonl`) and the sinks in `more` over
+    an outbox in `tmp_path/state`; by default no rule pages (only operators do)."""
     return AlertCenter(
         Outbox(tmp_path / "state" / OUTBOX_FILE),
-        [LocalSink(tmp_path / "alerts.jsonl")] if sinks else [],
+        [LocalSink(tmp_path / "alerts.jsonl"), *more] if sinks else [],
         rules or Rules(page_on=None),
         host="db-host",
         clock=lambda: FIXED_US,
     )
 
 
-def live(tmp_path: Path, *, sinks: bool = True, rules: Rules | None = None) -> LiveEngine:
+def live(
+    tmp_path: Path,
+    *,
+    sinks: bool = True,
+    rules: Rules | None = None,
+    more: Sequence[AlertSink] = (),
+) -> LiveEngine:
     """A LiveEngine with an alert center (`center`) and an operator trail in `tmp_path`, clock
     frozen."""
     return LiveEngine(
         engine(),
-        center(tmp_path, sinks=sinks, rules=rules),
+        center(tmp_path, sinks=sinks, rules=rules, more=more),
         trail=OperatorTrail(tmp_path / "state"),
         clock=lambda: FIXED_US,
     )
+
+
+DELIVERY = "alert delivery"
+"""The name of the worker that runs the alert center (it never completes on its own)."""
 
 
 class _DeliveringApp(DashboardApp):
@@ -65,7 +84,17 @@ class _DeliveringApp(DashboardApp):
         super().on_mount()
         alerts = getattr(self.view, "alerts", None)
         if isinstance(alerts, AlertCenter):
-            self.run_worker(alerts.run(), name="alert delivery", exit_on_error=False)
+            self.run_worker(alerts.run(), name=DELIVERY, exit_on_error=False)
+
+
+async def settle(app: App[Any]) -> None:
+    """Let the app's workers finish (all but the alert delivery, which runs until the app
+    exits) and the screen catch up."""
+    for _ in range(2):
+        busy = [w.wait() for w in app.workers if w.name != DELIVERY]
+        # a cancelled worker (an exclusive pull replaced by the next) or a failed one is done too
+        await asyncio.gather(*busy, return_exceptions=True)
+        await asyncio.sleep(0)
 
 
 def normal_traffic() -> list[AccessEvent]:
@@ -113,8 +142,9 @@ def exfiltration() -> list[AccessEvent]:
     ]
 
 
-def app_for(view: LiveEngine, **kwargs: Any) -> DashboardApp:
-    """The dashboard over `view` (a slow timer: tests pull snapshots themselves)."""
+def app_for(view: EngineView, **kwargs: Any) -> DashboardApp:
+    """The dashboard over `view` (a slow timer: tests pull snapshots themselves), delivering
+    the alerts of its alert center (`view.alerts`) when it has one."""
     kwargs.setdefault("refresh_seconds", 30.0)
     return _DeliveringApp(view, operator="alice", **kwargs)
 
