@@ -183,11 +183,13 @@ def _tell_alerts(path: Path, err: TextIO) -> None:
     for line in lines[-10:]:
         try:
             a = json.loads(line)
-            by = f"paged by {a['operator']}" if a["origin"] == "operator" else f"by {a['actor']}"
+            trigger = a["action"] == "trigger"
+            by = f"paged by {a['operator']}" if trigger and a["origin"] == "operator" else ""
+            note = a["note"] if trigger else a["step_note"]
             text = (
                 f"{a['time'][11:19]} {a['action']} {a['severity']} {a['user']}@{a['client_addr']} "
-                f"({a['application_name']}) on {a['table']}, {by}"
-                + (f": {a['note']}" if a["note"] else "")
+                f"({a['application_name']}) on {a['table']}, {by or 'by ' + a['actor']}"
+                + (f": {note}" if note else "")
             )
         except (ValueError, KeyError, TypeError):
             text = line.decode("ascii", "replace")
