@@ -27,6 +27,7 @@ bench:
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/detection_bench.py
 	$(BIN)/python bench/dashboard_bench.py
+	$(BIN)/python bench/alerts_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
