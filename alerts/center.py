@@ -2,10 +2,11 @@
 
 It decides (with `alerts.rules`) which findings open an alert, groups the rest under it, and
 queues each action (trigger, acknowledge, resolve) for every sink in the durable outbox, where
-the `Dispatcher` picks them up. It keeps each alert's state and each sink's delivery state for the
-dashboard, in memory and in the outbox file (so both survive a restart), re-notifies alerts still
-active, re-sends them to sinks that forget (Alertmanager), and resolves the rules' alerts once
-their reader has calmed down.
+the `Dispatcher` picks them up; the deliveries an action queues and the alert's new state commit
+together. It keeps each alert's state and each sink's delivery state for the dashboard, in
+memory and in the outbox file (so both survive a restart), re-notifies alerts still active,
+re-sends them to sinks that forget (Alertmanager), resolves the rules' alerts once their reader
+has calmed down, and forgets what is long done. Open alerts are never forgotten.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Final
 from alerts.alertstate import AlertRecord
 from alerts.delivery import Dispatcher
 from alerts.outbox import Item, Outbox, OutboxError
+from alerts.records import Records
 from alerts.rules import FloodGate, Rules
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.redact import redact
@@ -29,8 +31,11 @@ from core.sinks import Action, Alert, AlertSink, Outcome, Step, Verdict
 from core.snapshot import AlertView
 from core.view import ActionRefused
 
-KEPT: Final = 200
-"""Alerts kept in memory (and shown); older ones stay in the outbox file."""
+RESOLVED_KEPT: Final = 200
+"""Resolved alerts kept in memory (and shown) beside every open one."""
+RETENTION_SECONDS: Final = 30 * 86400.0
+"""Deliveries done and alerts resolved longer ago than this are forgotten."""
+PRUNE_SECONDS: Final = 3600.0
 STATEMENT_CHARS: Final = 4000
 TICK_SECONDS: Final = 1.0
 TABLEWATCH: Final = "tablewatch"
@@ -80,24 +85,41 @@ class AlertCenter:
         clock: Callable[[], int] = wall_us,
     ) -> None:
         self.outbox = outbox
+        self.records = Records(outbox.store)
         self.sinks = {sink.name: sink for sink in sinks}
         self.rules = rules
         self.host = host
         self.clock = clock
         self.dispatcher = Dispatcher(outbox, list(self.sinks.values()), self._done)
         self._records: dict[str, AlertRecord] = {}
-        for text in outbox.alert_records(KEPT):
+        for text in self.records.load(RESOLVED_KEPT):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 record = AlertRecord.from_json(json.loads(text))
                 self._records[record.alert.key] = record
-        counters = outbox.counters()
+        self._reconcile()
+        counters = self.records.counters()
         self.gate = FloodGate(rules, counters.get("suppressed", 0))
         self.snoozed_skips = counters.get("snoozed", 0)
         self.grouped = counters.get("grouped", 0)
+        self._saved_counters = self._counters()
         self._dirty: set[str] = set()
         self._changed = asyncio.Event()
+        self._pruned = 0.0
         self.problems: dict[str, str] = {}
         """What failed lately, by area (queue, state, read, rules); cleared on success."""
+
+    def _reconcile(self) -> None:
+        """Deliveries finished after the last save before a stop: their fate from the outbox."""
+        ids = {d.item for r in self._records.values() for d in r.deliveries.values() if d.item}
+        states = self.outbox.states(ids)
+        for record in self._records.values():
+            for name, d in record.deliveries.items():
+                found = states.get(d.item)
+                if found is None or found[1] in ("queued", "folded"):
+                    continue
+                action, state, detail = found
+                shown = _DONE_STATE[Action(action)] if state == "sent" else state
+                record.deliveries[name] = record.delivery(name, shown, detail, d.item)
 
     # the rules ----------------------------------------------------------------------------------
 
@@ -143,7 +165,7 @@ class AlertCenter:
                 suppressed=self.gate.release(p),
                 host=self.host,
             )
-            self._open(alert, now, self.rules.quiet_until(now))
+            self._open(alert, now)
 
     def page(
         self,
@@ -172,27 +194,36 @@ class AlertCenter:
             operator=operator,
             host=self.host,
         )
-        return self._open(alert, now, None).view()
+        return self._open(alert, now).view()
 
-    def _open(self, alert: Alert, now: int, due_us: int | None) -> AlertRecord:
+    def _open(self, alert: Alert, now: int) -> AlertRecord:
         old = self._records.pop(alert.key, None)
-        if old is not None and old.state != "resolved":  # a repeated operator page: one incident
-            alert = dataclasses.replace(alert, started_us=old.alert.started_us)
         record = AlertRecord(alert, updated_us=now, last_finding_us=now, notified_us=now)
-        if old is not None and old.state != "resolved":
+        if old is not None and old.state != "resolved":  # a repeated operator page: one incident
+            record.alert = dataclasses.replace(alert, started_us=old.alert.started_us)
             record.findings = old.findings + 1
         self._records[alert.key] = record
-        while len(self._records) > KEPT:
-            del self._records[next(iter(self._records))]
-        self._queue(record, Step(Action.TRIGGER, now, alert.operator or TABLEWATCH), due_us)
-        if due_us is not None:
-            for delivery in record.deliveries.values():
-                delivery.detail = "held: quiet hours"  # shown until the first attempt
+        self._evict()
+        self._queue(record, Step(Action.TRIGGER, now, alert.operator or TABLEWATCH))
         return record
+
+    def _evict(self) -> None:
+        """Forget the oldest resolved alerts beyond RESOLVED_KEPT (never an open one)."""
+        resolved = [r for r in self._records.values() if r.state == "resolved"]
+        if len(resolved) > RESOLVED_KEPT:
+            resolved.sort(key=lambda r: r.updated_us)
+            for record in resolved[: len(resolved) - RESOLVED_KEPT]:
+                del self._records[record.alert.key]
 
     def _notify(self, record: AlertRecord, now: int) -> None:
         record.notified_us = now
-        self._queue(record, Step(Action.TRIGGER, now, TABLEWATCH), None)
+        self._queue(record, Step(Action.TRIGGER, now, TABLEWATCH))
+
+    def _held_until(self, record: AlertRecord, step: Step) -> int | None:
+        """The end of quiet hours, for a rule's trigger sent during them."""
+        if step.action is not Action.TRIGGER or record.alert.origin != "rule":
+            return None
+        return self.rules.quiet_until(step.time_us)
 
     # operators' actions -------------------------------------------------------------------------
 
@@ -220,38 +251,85 @@ class AlertCenter:
         record.by = step.actor
         record.said = step.note
         record.updated_us = step.time_us
-        self._queue(record, step, None)
+        self._queue(record, step)
+        if record.state == "resolved":
+            self._evict()
         return record.view()
 
     # queueing -----------------------------------------------------------------------------------
 
-    def _queue(self, record: AlertRecord, step: Step, due_us: int | None) -> None:
-        alert = record.current()
-        for name, sink in self.sinks.items():
-            try:
-                trigger = self.outbox.trigger_payload(name, alert.key)
-                if step.action is not Action.TRIGGER and trigger is None:
-                    continue  # this sink never heard of the alert (added to settings since)
-                payload = sink.render(alert, step, trigger)
-                if payload is None:
-                    record.deliveries[name] = record.delivery(name, _DONE_STATE[step.action], "")
-                    continue
-                item = self.outbox.enqueue(
-                    name,
-                    alert.key,
-                    step.action,
-                    payload,
-                    due_at=None if due_us is None else due_us / 1e6,
-                )
-            except OutboxError as exc:  # shown on the alert and in the health line: the
-                self.problems["queue"] = f"cannot queue alerts: {exc}"  # must know, now
+    def _queue(self, record: AlertRecord, step: Step) -> None:
+        """Queue the step for every sink and save the record, in one transaction."""
+        try:
+            with self.outbox.store.atomic():
+                for name, sink in self.sinks.items():
+                    self._queue_one(record, step, name, sink)
+                self.records.save({record.alert.key: self._json(record)}, self._counters())
+        except OutboxError as exc:  # shown on the alert and in the health line, now
+            self.problems["queue"] = f"cannot queue alerts: {exc}"
+            for name in self.sinks:
                 record.deliveries[name] = record.delivery(name, "failed", f"not queued: {exc}")
-                continue
+            self._dirty.add(record.alert.key)
+        else:
             self.problems.pop("queue", None)
-            record.deliveries[name] = record.delivery(name, "queued", "", item)
-            record.resent_us[name] = step.time_us
-        self._save(record)
+            self._dirty.discard(record.alert.key)
+        self._changed.set()
         self.dispatcher.wake()
+
+    def _queue_one(self, record: AlertRecord, step: Step, name: str, sink: AlertSink) -> None:
+        alert = record.current()
+        key = alert.key
+        found = self.outbox.trigger(name, key)
+        if step.action is not Action.TRIGGER:
+            if found is None:
+                return  # this sink never heard of the alert (added to settings since)
+            if step.action is Action.RESOLVE:  # a trigger not sent yet would page for nothing
+                flying = self.dispatcher.in_flight
+                self.outbox.cancel(name, key, keep=flying, actions=(Action.TRIGGER,))
+                if not self.outbox.reached(name, key) and not self._flying(name, key):
+                    self.outbox.cancel(name, key, keep=flying)  # its acknowledge too
+                    record.deliveries[name] = record.delivery(
+                        name, "resolved", "resolved before it was delivered: nothing sent"
+                    )
+                    return
+            if found[1] is not None:  # its trigger went out within an aggregate
+                self._settle_aggregate(record, step, name, sink, found[1])
+                return
+        payload = sink.render(alert, step, found[0] if found else None)
+        if payload is None:
+            record.deliveries[name] = record.delivery(name, _DONE_STATE[step.action], "")
+            return
+        held = self._held_until(record, step)
+        item = self.outbox.enqueue(
+            name, key, step.action, payload, due_at=None if held is None else held / 1e6
+        )
+        detail = "held: quiet hours" if held is not None else ""
+        record.deliveries[name] = record.delivery(name, "queued", detail, item)
+        record.resent_us[name] = step.time_us
+
+    def _flying(self, sink: str, key: str) -> bool:
+        """Whether a delivery of `key` to `sink` is being sent right now."""
+        flying = self.dispatcher.in_flight
+        return any(i in flying for i in self.outbox.queued_ids(sink, key))
+
+    def _settle_aggregate(
+        self, record: AlertRecord, step: Step, name: str, sink: AlertSink, aggregate: int
+    ) -> None:
+        """An alert whose trigger was folded into an aggregate: its acknowledge stays here; once
+        every alert of the aggregate is resolved, the aggregate is resolved in the sink."""
+        state = _DONE_STATE[step.action]
+        record.deliveries[name] = record.delivery(name, state, "within an aggregate")
+        if step.action is not Action.RESOLVE:
+            return
+        members = {m.key for m in self.outbox.members(aggregate)}
+        if any((r := self._records.get(k)) is not None and r.state != "resolved" for k in members):
+            return
+        item = self.outbox.item(aggregate)
+        if item is None:
+            return
+        payload = sink.render(record.current(), step, item.payload)
+        if payload is not None:
+            self.outbox.enqueue(name, item.key, Action.RESOLVE, payload)
 
     def _done(self, item: Item, verdict: Verdict, delay: float | None) -> None:
         record = self._records.get(item.key)
@@ -265,32 +343,25 @@ class AlertCenter:
         elif verdict.outcome is Outcome.FAILED:
             state, detail = "failed", verdict.detail
         else:
-            state, detail = "queued", f"retry in {delay or 0:.0f}s: {verdict.detail}"
+            wait = f"retry in {delay:.0f}s: " if delay is not None else ""
+            state, detail = "queued", f"{wait}{verdict.detail}"
         record.deliveries[item.sink] = record.delivery(item.sink, state, detail, item.id)
         self._dirty.add(item.key)
         self._changed.set()
 
-    def _save(self, record: AlertRecord) -> None:
-        self._changed.set()
-        try:
-            self.outbox.save_alert(record.alert.key, json.dumps(record.to_json()))
-        except OutboxError as exc:
-            self.problems["state"] = f"cannot keep the alerts' state: {exc}"
-            self._dirty.add(record.alert.key)  # tried again at the next flush
-        else:
-            self.problems.pop("state", None)
-            self._dirty.discard(record.alert.key)
-
     # time ---------------------------------------------------------------------------------------
 
     def tick(self, reported: Callable[[PrincipalKey], Severity] = lambda _: Severity.NONE) -> None:
-        """Auto-resolve, re-notify and re-send as due; persist what changed."""
+        """Auto-resolve, re-notify and re-send as due; prune; persist what changed."""
         try:
             self._tick(reported)
+            if time.monotonic() - self._pruned >= PRUNE_SECONDS or not self._pruned:
+                self.prune()
         except OutboxError as exc:  # a full disk: said, and tried again next tick
             self.problems["rules"] = f"alert rules: {exc}"
         else:
             self.problems.pop("rules", None)
+        self.gate.sweep(self.clock())
         self.flush()
 
     def _tick(self, reported: Callable[[PrincipalKey], Severity]) -> None:
@@ -299,11 +370,10 @@ class AlertCenter:
         for record in list(self._records.values()):
             if record.state == "resolved":
                 continue
-            alert = record.current()
             if (
-                alert.origin == "rule"
+                record.alert.origin == "rule"
                 and now - record.last_finding_us >= rules.resolve_after_us
-                and not rules.pages(reported(alert.principal))
+                and not rules.pages(reported(record.alert.principal))
             ):
                 self._act(record, Step(Action.RESOLVE, now, TABLEWATCH, "the reader calmed down"))
                 continue
@@ -314,43 +384,63 @@ class AlertCenter:
             ):
                 self._notify(record, now)
                 continue
-            for name, sink in self.sinks.items():
-                every = sink.resend_seconds
-                last = record.resent_us.get(name)
-                if every is None or last is None or now - last < every * 1e6:
-                    continue
-                if self.outbox.pending(name, alert.key):
-                    continue
-                step = (  # the acknowledged_* annotations must survive the re-send
-                    Step(Action.ACKNOWLEDGE, now, record.by, record.said)
-                    if record.state == "acknowledged"
-                    else Step(Action.TRIGGER, now, TABLEWATCH)
-                )
-                payload = sink.render(alert, step, self.outbox.trigger_payload(name, alert.key))
-                if payload is not None:
-                    self.outbox.enqueue(name, alert.key, step.action, payload)
-                    self.dispatcher.wake(name)
-                record.resent_us[name] = now
+            self._resend(record, now)
 
-    def flush(self) -> None:
-        """Persist the alerts changed since the last flush, and the counters."""
-        records = {
-            key: json.dumps(self._records[key].to_json())
-            for key in self._dirty
-            if key in self._records
-        }
-        counters = {
+    def _resend(self, record: AlertRecord, now: int) -> None:
+        """Re-send to the sinks that forget an alert not re-sent (Alertmanager)."""
+        alert = record.current()
+        for name, sink in self.sinks.items():
+            every = sink.resend_seconds
+            last = record.resent_us.get(name)
+            if every is None or last is None or now - last < every * 1e6:
+                continue
+            if self.outbox.pending(name, alert.key):
+                continue
+            step = (  # the acknowledged_* annotations must survive the re-send
+                Step(Action.ACKNOWLEDGE, now, record.by, record.said)
+                if record.state == "acknowledged"
+                else Step(Action.TRIGGER, now, TABLEWATCH)
+            )
+            payload = sink.render(alert, step, self.outbox.trigger_payload(name, alert.key))
+            if payload is not None:
+                self.outbox.enqueue(name, alert.key, step.action, payload)
+                self.dispatcher.wake(name)
+            record.resent_us[name] = now
+            self._dirty.add(alert.key)
+
+    def prune(self) -> None:
+        """Forget deliveries and resolved alerts older than RETENTION_SECONDS."""
+        before = self.outbox.clock() - RETENTION_SECONDS
+        open_keys = [k for k, r in self._records.items() if r.state != "resolved"]
+        self.outbox.prune(before, open_keys)
+        self.records.prune(before)
+        self._pruned = time.monotonic()
+
+    def _counters(self) -> dict[str, int]:
+        return {
             "suppressed": self.gate.suppressed,
             "snoozed": self.snoozed_skips,
             "grouped": self.grouped,
         }
+
+    @staticmethod
+    def _json(record: AlertRecord) -> tuple[str, bool]:
+        return json.dumps(record.to_json()), record.state == "resolved"
+
+    def flush(self) -> None:
+        """Persist the alerts changed since the last flush, and the counters."""
+        counters = self._counters()
+        if not self._dirty and counters == self._saved_counters:
+            return
+        records = {k: self._json(self._records[k]) for k in self._dirty if k in self._records}
         try:
-            self.outbox.save_alerts(records, counters)
+            self.records.save(records, counters)
         except OutboxError as exc:
             self.problems["state"] = f"cannot keep the alerts' state: {exc}"
             return
         self.problems.pop("state", None)
         self._dirty.clear()
+        self._saved_counters = counters
 
     # reading ------------------------------------------------------------------------------------
 
@@ -381,9 +471,16 @@ class AlertCenter:
         """Findings flood control held back, in total."""
         return self.gate.suppressed
 
+    def health(self) -> str:
+        """What is wrong with the alert path ("" when nothing is): the outbox or a delivery
+        loop in trouble."""
+        parts = list(self.problems.values())
+        parts += [f"{name}: {why}" for name, why in self.dispatcher.trouble.items()]
+        return "; ".join(parts)
+
     async def settle(self, key: str, seconds: float) -> AlertView | None:
-        """Wait (up to `seconds`) until no delivery of `key` is still queued for a first
-        try; the alert as it stands then."""
+        """Wait (up to `seconds`) until no delivery of `key` is still queued for a first try;
+        the alert as it stands then."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             record = self._records.get(key)
@@ -410,14 +507,10 @@ class AlertCenter:
     async def _ticking(self, reported: Callable[[PrincipalKey], Severity]) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self.tick(reported)
-
-    def health(self) -> str:
-        """What is wrong with the alert path ("" when nothing is): the outbox or a delivery
-        loop in trouble."""
-        parts = list(self.problems.values())
-        parts += [f"{name}: {why}" for name, why in self.dispatcher.trouble.items()]
-        return "; ".join(parts)
+            try:
+                self.tick(reported)
+            except Exception as exc:  # a bug in the rules must not stop delivery: said
+                self.problems["rules"] = safe(f"alert rules: {type(exc).__name__}: {exc}", 300)
 
     async def close(self) -> None:
         """Persist, close the sinks and the outbox."""

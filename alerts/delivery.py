@@ -4,7 +4,10 @@ A slow or failing sink never holds up another. Within a sink, up to CONCURRENCY 
 flight, never two of the same alert (the outbox hands out only the head of each alert's queue,
 so a resolve never overtakes its trigger). A sink's documented rate limit is a sliding window per
 bucket (PagerDuty: per routing key); triggers beyond it are folded into one aggregate delivery
-that lists each of them, so a flood arrives late and summarised but whole: nothing is dropped.
+that lists each of them and shares its fate with them, so a flood arrives late and summarised but
+whole: nothing is dropped. A loop that fails (a broken disk, a sink's bug) says why in `trouble`
+and starts again after a pause; it never takes the rest of the program down with it. When
+stopped, it lets the deliveries in flight finish for a few seconds rather than cut them off.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from alerts.outbox import Item, Outbox, OutboxError
+from alerts.outbox import Item, Outbox
 from core.safetext import safe
 from core.sinks import Action, AlertSink, Outcome, RateLimit, Verdict
 
@@ -25,7 +28,11 @@ LIMITED_BATCH: Final = 5000
 """Due deliveries looked at in one go by a rate-limited sink: all of a flood, to fold it whole."""
 AGGREGATE_PREFIX: Final = "tw-aggregate-"
 TROUBLE_SECONDS: Final = 5.0
-"""A sink loop that cannot use the outbox tries again after this."""
+"""A sink loop that failed starts again after this."""
+DRAIN_SECONDS: Final = 5.0
+"""When stopped, deliveries in flight get this long to finish."""
+MIN_WAIT: Final = 0.02
+"""The shortest sleep between two looks at the outbox."""
 
 Done = Callable[[Item, Verdict, float | None], None]
 """Told of every attempt: the item, its verdict, and the retry delay chosen (None unless RETRY)."""
@@ -64,12 +71,7 @@ class SlidingWindow:
 class Dispatcher:
     """Delivers what the outbox holds through `sinks`; `wake()` after queueing something."""
 
-    def __init__(
-        self,
-        outbox: Outbox,
-        sinks: Sequence[AlertSink],
-        done: Done,
-    ) -> None:
+    def __init__(self, outbox: Outbox, sinks: Sequence[AlertSink], done: Done) -> None:
         self.outbox = outbox
         self.sinks = {sink.name: sink for sink in sinks}
         self.done = done
@@ -77,10 +79,12 @@ class Dispatcher:
         """The outbox's clock: due times and rate limits in the same time."""
         self._wake = {name: asyncio.Event() for name in self.sinks}
         self._windows: dict[tuple[str, str], SlidingWindow] = {}
+        self.in_flight: set[int] = set()
+        """Rows being sent right now (never cancelled under a sender's feet)."""
         self.aggregated = 0
         """Triggers folded into aggregate deliveries."""
         self.trouble: dict[str, str] = {}
-        """Per sink, why its loop is stalled (the outbox cannot be read or written)."""
+        """Per sink, why its loop failed last (cleared once it delivers again)."""
 
     def wake(self, sink: str | None = None) -> None:
         """Something was queued (for `sink`, or for any)."""
@@ -98,8 +102,10 @@ class Dispatcher:
         while True:
             try:
                 await self._deliver(sink)
-            except OutboxError as exc:  # a full or broken disk: said, and tried again
-                self.trouble[sink.name] = str(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken disk, a sink's bug: said, and tried again
+                self.trouble[sink.name] = safe(f"{type(exc).__name__}: {exc}", 300)
                 await asyncio.sleep(TROUBLE_SECONDS)
 
     async def _deliver(self, sink: AlertSink) -> None:
@@ -113,14 +119,34 @@ class Dispatcher:
                 items = self._within_limit(sink, sink.limit, items)
             if not items:
                 due = self.outbox.next_due(sink.name)
-                timeout = None if due is None else max(0.0, due - self.clock())
+                timeout = None if due is None else max(MIN_WAIT, due - self.clock())
                 try:
                     await asyncio.wait_for(wake.wait(), timeout)
                 except TimeoutError:
                     pass
                 continue
-            await asyncio.gather(*(self._send(sink, item, gate) for item in items))
+            await self._send_all(sink, items, gate)
             self.trouble.pop(sink.name, None)
+
+    async def _send_all(self, sink: AlertSink, items: list[Item], gate: asyncio.Semaphore) -> None:
+        """Send `items`; when cancelled, give those in flight DRAIN_SECONDS to finish."""
+        self.in_flight.update(i.id for i in items)
+        sending = asyncio.gather(
+            *(self._send(sink, item, gate) for item in items), return_exceptions=True
+        )
+        try:
+            results = await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(sending, DRAIN_SECONDS)
+            finally:
+                sending.cancel()
+            raise
+        finally:
+            self.in_flight.difference_update(i.id for i in items)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
     async def _send(self, sink: AlertSink, item: Item, gate: asyncio.Semaphore) -> None:
         async with gate:
@@ -136,6 +162,20 @@ class Dispatcher:
         else:
             delay = self.outbox.retry(item, verdict.detail, verdict.retry_after)
         self.done(item, verdict, delay)
+        if item.key.startswith(AGGREGATE_PREFIX):
+            self._settle(item, verdict, delay)
+
+    def _settle(self, aggregate: Item, verdict: Verdict, delay: float | None) -> None:
+        """The members of an aggregate share its fate."""
+        if verdict.outcome is Outcome.RETRY:
+            members = self.outbox.members(aggregate.id)
+            said = Verdict(Outcome.RETRY, f"within {aggregate.key}: {verdict.detail}")
+        else:
+            state = "sent" if verdict.outcome is Outcome.SENT else "failed"
+            members = self.outbox.settle_folded(aggregate.id, state, verdict.detail)
+            said = Verdict(verdict.outcome, f"within {aggregate.key}: {verdict.detail}")
+        for member in members:
+            self.done(member, said, delay)
 
     def _within_limit(self, sink: AlertSink, limit: RateLimit, items: list[Item]) -> list[Item]:
         """The items the rate limit lets go now; the rest deferred, excess triggers folded."""
@@ -147,24 +187,22 @@ class Dispatcher:
             window = self._windows.get((sink.name, name))
             if window is None:
                 window = self._windows[(sink.name, name)] = SlidingWindow(limit, self.clock)
-            tokens = window.available()
-            if tokens < 1:
+            free = window.available()
+            if free < 1:
                 go, rest = [], group
-            elif len(group) <= tokens:
+            elif len(group) <= free:
                 go, rest = group, []
             else:
-                head, tail = group[: tokens - 1], group[tokens - 1 :]
+                head, tail = group[: free - 1], group[free - 1 :]
                 left = self._fold(sink, tail)
-                if len(left) < len(tail):  # folded: the aggregate takes the last token
+                if len(left) < len(tail):  # folded: the aggregate takes the last slot
                     go, rest = head, left
                 else:
-                    go, rest = group[:tokens], group[tokens:]
+                    go, rest = group[:free], group[free:]
             window.take(len(go))
             chosen += go
             if rest:
-                later = window.next_free()
-                for item in rest:
-                    self.outbox.defer(item, later)
+                self.outbox.defer(rest, window.next_free())
         return chosen
 
     def _fold(self, sink: AlertSink, items: list[Item]) -> list[Item]:
@@ -180,9 +218,10 @@ class Dispatcher:
         if payload is None:
             return items
         key = f"{AGGREGATE_PREFIX}{foldable[0].id}-{foldable[-1].id}"
-        self.outbox.enqueue(sink.name, key, Action.TRIGGER, payload)
+        self.outbox.fold(sink.name, key, payload, foldable)
+        held = Verdict(Outcome.RETRY, f"held by the rate limit: to be sent within {key}")
         for item in foldable:
-            self.outbox.sent(item, f"held by the rate limit: sent within {key}")
-            self.done(item, Verdict(Outcome.SENT, f"aggregated into {key} (rate limit)"), None)
+            self.done(item, held, None)
         self.aggregated += len(foldable)
-        return [i for i in items if i not in foldable]
+        folded = {i.id for i in foldable}
+        return [i for i in items if i.id not in folded]

@@ -3,8 +3,9 @@
 One alert per (rule, principal, table): later findings about the same reader are grouped under
 it (counted, not paged again) until it resolves. New alerts are bounded per reader (user, client,
 application, whatever the table) and overall per flood window; what flood control holds back is
-counted, per reader and in total, and the count rides on the reader's next page. Quiet hours
-delay the rules' pages to the end of the quiet period; they never delay an operator's page.
+counted, per reader (for a bounded number of readers: the rest share one count) and in total,
+and the count rides on the reader's next page. Quiet hours delay the rules' pages to the end of
+the quiet period; they never delay an operator's page.
 """
 
 from __future__ import annotations
@@ -90,7 +91,17 @@ def reader_of(principal: PrincipalKey) -> tuple[str, str, str]:
 
 
 class FloodGate:
-    """Sliding-window counts of new alerts, per reader and overall, and what was held back."""
+    """Sliding-window counts of new alerts, per reader and overall, and what was held back.
+
+    Readers are whoever connects (application_name is theirs to choose), so nothing here grows
+    with them: window entries that expired are swept, and past `HELD_READERS` readers what is
+    held back is folded into one count (`held_others`), keeping `suppressed` exact.
+    """
+
+    HELD_READERS: Final = 10_000
+    """Readers whose held-back count is kept apiece; the rest share `held_others`."""
+    SWEEP_EVERY: Final = 1_000
+    """`admit` sweeps expired entries at least every this many calls."""
 
     def __init__(self, rules: Rules, suppressed: int = 0) -> None:
         self.rules = rules
@@ -99,10 +110,18 @@ class FloodGate:
         self.suppressed = suppressed
         """Findings held back in total (kept across restarts by the caller)."""
         self.held: dict[tuple[str, str, str], int] = {}
-        """Findings held back per reader since its last page."""
+        """Findings held back per reader since its last page (at most `HELD_READERS`)."""
+        self.held_others = 0
+        """Findings held back from readers `held` had no room for: with `held`, what was
+        held back since the last pages."""
+        self._calls = 0
+        self._next_sweep = 0
 
     def admit(self, principal: PrincipalKey, now_us: int) -> bool:
         """Whether a new alert about `principal` may page now; counts it either way."""
+        self._calls += 1
+        if self._calls >= self.SWEEP_EVERY or now_us >= self._next_sweep:
+            self.sweep(now_us)
         horizon = now_us - self.rules.flood_window_us
         while self._all and self._all[0] <= horizon:
             self._all.popleft()
@@ -118,11 +137,27 @@ class FloodGate:
             mine is not None and len(mine) >= self.rules.flood_per_principal
         ):
             self.suppressed += 1
-            self.held[reader] = self.held.get(reader, 0) + 1
+            if reader in self.held or len(self.held) < self.HELD_READERS:
+                self.held[reader] = self.held.get(reader, 0) + 1
+            else:
+                self.held_others += 1
             return False
         self._all.append(now_us)
         self._by_reader.setdefault(reader, deque()).append(now_us)
         return True
+
+    def sweep(self, now_us: int) -> None:
+        """Drop the window entries that expired by `now_us`; when `held` is full, fold the
+        counts of readers with no page in the window into `held_others`, to make room."""
+        self._calls = 0
+        self._next_sweep = now_us + max(self.rules.flood_window_us // 4, 1)
+        horizon = now_us - self.rules.flood_window_us
+        # a reader's entries are in time order: only its newest tells whether any is live
+        self._by_reader = {r: q for r, q in self._by_reader.items() if q[-1] > horizon}
+        if len(self.held) >= self.HELD_READERS:
+            idle = [r for r in self.held if r not in self._by_reader]
+            for reader in idle:
+                self.held_others += self.held.pop(reader)
 
     def release(self, principal: PrincipalKey) -> int:
         """The count held back for this reader, handed to its page (and reset)."""

@@ -36,4 +36,8 @@ def alert_center(settings: AlertsSettings, state: Path) -> AlertCenter:
         outbox = Outbox(state / OUTBOX_FILE)
     except (SinkConfigError, OutboxError) as exc:
         raise AlertingError(str(exc)) from None
-    return AlertCenter(outbox, sinks, Rules.from_settings(settings), host=host)
+    try:
+        return AlertCenter(outbox, sinks, Rules.from_settings(settings), host=host)
+    except OutboxError as exc:  # the file opened, but its alerts cannot be read
+        outbox.close()
+        raise AlertingError(str(exc)) from None

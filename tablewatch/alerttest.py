@@ -3,23 +3,28 @@
 The alert goes the way real ones go (rendered by each sink, queued, delivered with the outbox's
 retries) but through a throwaway outbox, so a running agent's queue is never touched. Each sink
 gets a trigger and, once that is through, a resolve, so no test incident stays open. What became
-of each is reported per sink; any failure (or no answer within the wait) exits 1. The output
-never holds a secret: the sinks scrub them from what they report, and every configured secret is
-masked again here.
+of each is reported per sink; any failure (or no answer within the wait) exits 1. The run ends
+within the wait and a short grace for the resolves, however the sinks behave. The output never
+holds a secret: the sinks scrub them from what they report, and every configured secret is
+masked again here, with the parts of the sinks' URLs that may carry one (credentials, query
+string, a Slack webhook's path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import unquote
 
 from pydantic import BaseModel, SecretStr
 
 from alerts.center import AlertCenter
+from alerts.http import credentials
 from alerts.outbox import OUTBOX_FILE, Outbox
 from alerts.registry import SinkConfigError, build_sinks
 from alerts.rules import Rules
@@ -32,7 +37,11 @@ from tablewatch.alerting import host_name
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 RESOLVE_WAIT = 15.0
-"""Seconds granted to the resolves once the triggers are through."""
+"""Seconds granted to the resolves at most once the triggers are through..."""
+RESOLVE_GRACE = 5.0
+"""...and at least, beyond the wait, when the triggers took all of it."""
+MIN_SECRET = 4
+"""Shorter pieces of a URL are not masked apiece (they would mask ordinary words)."""
 TEST_REASON = Reason(
     "test",
     Severity.INFO,
@@ -42,27 +51,55 @@ TEST_REASON = Reason(
 
 
 def _secrets(settings: Settings) -> list[str]:
+    """Every configured secret, and the parts of the sinks' URLs that may hold one."""
     found: list[str] = []
     for name in type(settings.alerts).model_fields:
         section = getattr(settings.alerts, name)
-        if isinstance(section, BaseModel):
-            for value in section.__dict__.values():
-                if isinstance(value, SecretStr) and value.get_secret_value():
-                    found.append(value.get_secret_value())
+        if not isinstance(section, BaseModel):
+            continue
+        for field, value in section.__dict__.items():
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+                if field.endswith("url"):  # a secret URL (Slack's webhook): its path too
+                    found += _url_secrets(value.get_secret_value(), path=True)
+            elif isinstance(value, str) and field.endswith("url"):
+                found += _url_secrets(value, path=False)
     return found
 
 
+def _url_secrets(url: str, *, path: bool) -> list[str]:
+    """What of `url` may be a credential: its userinfo (and the Basic header made of it), its
+    query string and each value in it, and, when `path`, its path and last segment.
+
+    >>> _url_secrets("http://am:pw-1234@h:80/hook?a=1&token=s3cret#x", path=False)
+    ['am:pw-1234', 'pw-1234', 'YW06cHctMTIzNA==', 'a=1&token=s3cret#x', 's3cret']
+    """
+    found = credentials(url)
+    if found:  # what goes out is the Authorization header, which an answer may quote
+        found.append(base64.b64encode(unquote(found[0]).encode("utf-8")).decode("ascii"))
+    query = url.partition("?")[2]
+    if query:
+        found.append(query)
+        found += [pair.partition("=")[2] for pair in query.partition("#")[0].split("&")]
+    if path:
+        rest = url.partition("://")[2] or url
+        tail = "/" + rest.partition("/")[2].partition("?")[0].partition("#")[0]
+        found += [tail, tail.rstrip("/").rpartition("/")[2]]
+    found += [unquote(part) for part in found]  # as a server may quote them back, decoded
+    return list(dict.fromkeys(part for part in found if len(part) >= MIN_SECRET))
+
+
 def _masked(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):  # a secret holding another: whole
         text = text.replace(secret, "***")
     return safe(text, 400)
 
 
-async def _wait(center: AlertCenter, key: str, until: float) -> AlertView | None:
-    """Until no delivery of `key` is queued any more (or `until`, monotonic)."""
+async def _wait(center: AlertCenter, key: str, sinks: set[str], until: float) -> AlertView | None:
+    """Until no delivery of `key` to `sinks` is queued any more (or `until`, monotonic)."""
     while True:
         view = center.view(key)
-        if view is None or all(d.state != "queued" for d in view.deliveries):
+        if view is None or all(d.state != "queued" for d in view.deliveries if d.sink in sinks):
             return view
         if time.monotonic() >= until:
             return view
@@ -71,6 +108,7 @@ async def _wait(center: AlertCenter, key: str, until: float) -> AlertView | None
 
 async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> list[str]:
     """Trigger, then resolve where the trigger went through; one report line per sink."""
+    deadline = time.monotonic() + wait
     delivering = asyncio.create_task(center.dispatcher.run())
     try:
         alert = center.page(
@@ -81,13 +119,19 @@ async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> lis
             operator="tablewatch alert test",
             origin="test",
         )
-        triggered = await _wait(center, alert.key, time.monotonic() + wait)
+        triggered = await _wait(center, alert.key, set(center.sinks), deadline)
         sent = {d.sink: d for d in triggered.deliveries} if triggered else {}
+        through = {name for name, d in sent.items() if d.state == "sent"}
         resolved: dict[str, str] = {}
-        if any(d.state == "sent" for d in sent.values()):
+        if through:
+            # only the sinks that have the incident are waited for: a resolve queued behind a
+            # trigger still retrying would never go
             center.resolve(alert.key, "test over", "tablewatch alert test")
-            after = await _wait(center, alert.key, time.monotonic() + RESOLVE_WAIT)
-            resolved = {d.sink: d.state for d in after.deliveries} if after else {}
+            left = deadline - time.monotonic()
+            grace = min(RESOLVE_WAIT, max(RESOLVE_GRACE, left))
+            after = await _wait(center, alert.key, through, time.monotonic() + grace)
+            if after is not None:
+                resolved = {d.sink: d.state for d in after.deliveries if d.sink in through}
     finally:
         delivering.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -135,8 +135,20 @@ class LiveEngine:
             for feed in self._feeds:
                 group.create_task(self._run(feed), name=f"source {feed.source.name}")
             if self.alerts is not None:
-                group.create_task(self.alerts.run(self.engine.reported), name="alerts")
+                group.create_task(self._alerting(self.alerts), name="alerts")
             group.create_task(_freeze_survivors(), name="gc freeze")
+
+    async def _alerting(self, center: AlertCenter) -> None:
+        """The alert center's delivery and rules; a failure of theirs is shown (the health
+        line) and they start again, the sources never stop for it."""
+        while True:
+            try:
+                await center.run(self.engine.reported)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                center.problems["run"] = safe(f"alert delivery: {type(exc).__name__}: {exc}", 300)
+                await asyncio.sleep(RESTART_SECONDS)
 
     async def _run(self, feed: _Feed) -> None:
         while True:
@@ -184,7 +196,12 @@ class LiveEngine:
                 text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
             seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
         if found and self.alerts is not None:
-            self.alerts.observe(found, statement_of=self.statement_of, snoozed=self.snoozed)
+            try:
+                self.alerts.observe(found, statement_of=self.statement_of, snoozed=self.snoozed)
+            except Exception as exc:  # the findings stand; that they could not page is shown
+                self.alerts.problems["rules"] = safe(
+                    f"alert rules: {type(exc).__name__}: {exc}", 300
+                )
         return found
 
     def statement_of(self, principal: PrincipalKey) -> str | None:

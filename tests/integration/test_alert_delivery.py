@@ -26,7 +26,7 @@ from alerts.slack import Slack
 from alerts.webhook import Webhook
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.settings import PagerDutySink, SlackSink, WebhookSink
-from core.sinks import AlertSink
+from core.sinks import AlertSink, RateLimit
 from tests.alertkit import delivering, drained, until
 from tests.receivers import PagerDutyReceiver, SlackReceiver, WebhookReceiver
 
@@ -147,6 +147,55 @@ async def test_pagerduty_rate_limit_aggregates_the_excess_and_drops_nothing(
         listed = {a["dedup_key"] for a in details["alerts"]}
         assert listed | {e["dedup_key"] for e in single} == sent
         assert depth == 0 and c.dispatcher.aggregated == 181
+
+
+class _TightPagerDuty(PagerDuty):
+    """PagerDuty with a limit of 3 events a second, so a test sees the window turn."""
+
+    @property
+    def limit(self) -> RateLimit:
+        return RateLimit(3, 1.0)
+
+
+def tight(url: str) -> PagerDuty:
+    config = PagerDutySink(url=f"{url}/v2/enqueue", routing_key=SecretStr(ROUTING_KEY))
+    return _TightPagerDuty(config, host="db1")
+
+
+async def test_alerts_folded_into_a_refused_aggregate_show_as_failed(tmp_path: Path) -> None:
+    async with PagerDutyReceiver() as pd:
+        pd.fail(0, times=2)  # the two sent one by one are taken...
+        pd.fail(400, body=b'{"status": "invalid event", "errors": ["bad"]}')  # ...the third not
+        c = center(tmp_path, [tight(pd.url)])
+        keys = [page(c, i) for i in range(5)]
+        async with delivering(c):
+            await until(lambda: all(c.view(k).deliveries[0].state != "queued" for k in keys))  # type: ignore[union-attr]
+            states = [c.view(k).deliveries[0] for k in keys]  # type: ignore[union-attr]
+            health = c.health()
+        await c.close()
+        assert [d.state for d in states] == ["sent", "sent", "failed", "failed", "failed"]
+        assert all("tw-aggregate-" in d.detail and "HTTP 400" in d.detail for d in states[2:])
+        assert health == ""  # a refusal is the alert's state, not the path's trouble
+
+
+async def test_an_aggregate_is_resolved_once_every_alert_in_it_is(tmp_path: Path) -> None:
+    async with PagerDutyReceiver() as pd:
+        c = center(tmp_path, [tight(pd.url)])
+        keys = [page(c, i) for i in range(5)]
+        async with delivering(c, close=True):
+            await until(lambda: len(pd.received) == 3)
+            (aggregate,) = [s.json["dedup_key"] for s in pd.received[2:]]
+            assert aggregate.startswith("tw-aggregate-")
+            for key in keys[2:4]:
+                c.resolve(key, "", "ann")
+            await asyncio.sleep(1.5)
+            assert len(pd.received) == 3  # one of its alerts is still open
+            c.resolve(keys[4], "", "ann")
+            await until(lambda: len(pd.received) == 4)
+            await asyncio.sleep(0.3)
+        (resolve,) = [s.json for s in pd.received[3:]]
+        assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", aggregate)
+        assert resolve["routing_key"] == ROUTING_KEY and len(pd.received) == 4
 
 
 async def test_slack_gets_about_one_message_a_second(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ exit 1 when one failed, secrets never printed."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +147,46 @@ async def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert code == 2 and "[alerts.pagerduty] routing_key: required" in err
     code, out, err = await alert_test(tmp_path, env, "--wait", "soon")
     assert code == 2 and "expected seconds" in err
+
+
+async def test_a_sink_down_for_the_whole_wait_does_not_hold_the_others_resolves_back(
+    tmp_path: Path, services: Services
+) -> None:
+    services.hook.fail(503, times=1000, body=b"maintenance")
+    started = time.monotonic()
+    code, out, _ = await alert_test(tmp_path, services.settings(), "--wait", "3")
+    took = time.monotonic() - started
+    assert code == 1
+    assert took < 3 + 6, f"took {took:.1f} s"
+    assert "webhook: FAILED: no answer within 3 s" in out
+    for name in ("pagerduty", "slack"):  # the sinks that took the trigger got their resolve
+        (line,) = [x for x in out.splitlines() if x.startswith(f"{name}: ")]
+        assert line.startswith(f"{name}: ok: ") and "(then resolved)" in line
+    assert [s.json["event_action"] for s in services.pd.received] == ["trigger", "resolve"]
+    assert services.hook.received == []
+
+
+async def test_credentials_in_sink_urls_are_masked_even_when_an_answer_quotes_them(
+    tmp_path: Path, services: Services
+) -> None:
+    token, password = "tok-SECRET-0042", "pw-SECRET-0043"
+    basic = base64.b64encode(f"hookuser:{password}".encode()).decode()
+    host = services.hook.url.removeprefix("http://")
+    env = {
+        **services.settings(),
+        "TABLEWATCH_ALERTS__WEBHOOK__URL": f"http://hookuser:{password}@{host}/hook?token={token}",
+    }
+    # a receiver that quotes the request back: its line, its Authorization header
+    services.hook.fail(
+        400, body=f"bad: POST /hook?token={token} Authorization: Basic {basic}".encode()
+    )
+    services.slack.fail(404, body=f"no_service: POST {services.slack.hook_path}".encode())
+    code, out, err = await alert_test(tmp_path, env, "--wait", "10")
+    assert code == 1
+    assert "webhook: FAILED: HTTP 400: bad: POST /hook?***" in out, out
+    assert "slack: FAILED: HTTP 404: no_service: POST ***" in out, out
+    seen = services.hook.faulted[0]
+    assert seen.query == {"token": token} and seen.headers["Authorization"] == f"Basic {basic}"
+    for secret in (token, password, basic, "SECRET"):
+        assert secret not in out + err
+    services.assert_no_secret_in(out + err)

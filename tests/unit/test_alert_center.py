@@ -161,18 +161,19 @@ async def test_acknowledge_then_resolve_reach_the_sink_in_order(
     center: AlertCenter, tmp_path: Path
 ) -> None:
     alert = center.page(MALLORY, Severity.CRITICAL, (BULK,), note="pulling it", operator="ann")
-    acked = center.acknowledge(alert.key, "on it", "bob")
+    acked = center.acknowledge(alert.key, "on it", "bob")  # queued behind the trigger
     assert acked.state == "acknowledged" and acked.by == "bob"
     with pytest.raises(ActionRefused, match="already acknowledged by bob"):
         center.acknowledge(alert.key, "", "carol")
-    done = center.resolve(alert.key, "revoked", "bob")
-    assert done.state == "resolved"
+    async with delivering(center):
+        await drained(center)
+        done = center.resolve(alert.key, "revoked", "bob")
+        assert done.state == "resolved"
+        await drained(center)
     with pytest.raises(ActionRefused, match="already resolved"):
         center.resolve(alert.key, "", "bob")
     with pytest.raises(ActionRefused, match="no such alert"):
         center.acknowledge("tw-nope", "", "bob")
-    async with delivering(center):
-        await drained(center)
     lines = records(tmp_path)
     assert [(r["action"], r["actor"]) for r in lines] == [
         ("trigger", "ann"),
@@ -183,10 +184,25 @@ async def test_acknowledge_then_resolve_reach_the_sink_in_order(
     assert center.view(alert.key).deliveries[0].state == "resolved"  # type: ignore[union-attr]
 
 
-def test_a_rules_alert_resolves_itself_once_the_reader_calmed_down(
+async def test_resolved_before_it_was_delivered_nothing_is_sent(
+    center: AlertCenter, tmp_path: Path
+) -> None:
+    alert = center.page(MALLORY, Severity.CRITICAL, (BULK,), note="oops", operator="ann")
+    done = center.resolve(alert.key, "wrong reader", "ann")  # the sink is slow, or it is night
+    (delivery,) = done.deliveries
+    assert delivery.state == "resolved" and "nothing sent" in delivery.detail
+    assert [r.state for r in center.outbox.rows(alert.key)] == ["cancelled"]
+    async with delivering(center):
+        await drained(center)
+    assert records(tmp_path) == []  # nobody is paged about something already over
+
+
+async def test_a_rules_alert_resolves_itself_once_the_reader_calmed_down(
     center: AlertCenter, clock: Clock
 ) -> None:
     center.observe([finding()])
+    async with delivering(center):
+        await drained(center)
     clock.advance(61)
     center.tick(reported=lambda p: Severity.CRITICAL)  # quiet, but still critical: stays
     (alert,) = center.views()

@@ -119,3 +119,43 @@ def test_the_flood_window_slides() -> None:
 def test_the_suppressed_total_carries_over_a_restart() -> None:
     gate = FloodGate(Rules(), suppressed=41)
     assert gate.suppressed == 41
+
+
+def test_a_million_readers_flooding_keep_the_gate_bounded_and_the_count_exact() -> None:
+    # application_name is the reader's to choose: one per connection costs an attacker nothing
+    rules = Rules(flood_window_us=MINUTE_US, flood_per_principal=3, flood_total=20)
+    gate = FloodGate(rules)
+    admitted = largest = 0
+    for i in range(1_000_000):
+        p = PrincipalKey("mallory", "10.0.0.66", f"app-{i}", "crm.client_list")
+        admitted += gate.admit(p, MIDNIGHT + i * 1_000)  # one a millisecond: 16 windows
+        if i % 997 == 0:
+            largest = max(largest, len(gate.held), len(gate._by_reader))
+    assert largest <= FloodGate.HELD_READERS
+    assert len(gate._by_reader) <= 2 * rules.flood_total  # the window's pages, little more
+    assert gate.suppressed == 1_000_000 - admitted
+    assert sum(gate.held.values()) + gate.held_others == gate.suppressed  # none lost
+
+
+def test_window_entries_of_readers_gone_quiet_are_swept() -> None:
+    rules = Rules(flood_window_us=HOUR_US, flood_per_principal=1, flood_total=100)
+    gate = FloodGate(rules)
+    for i in range(50):
+        assert gate.admit(who(f"user{i}"), MIDNIGHT + i)
+    assert len(gate._by_reader) == 50
+    gate.sweep(MIDNIGHT + HOUR_US + 10)  # user0..user10's pages left the window
+    assert len(gate._by_reader) == 39
+    assert not gate.admit(who("user49"), MIDNIGHT + HOUR_US + 11)  # still counted
+    assert gate.admit(who("user0"), MIDNIGHT + HOUR_US + 12)
+
+
+def test_held_back_counts_stay_per_reader_within_the_cap() -> None:
+    gate = FloodGate(Rules(flood_per_principal=1, flood_total=1))
+    assert gate.admit(who("first"), MIDNIGHT)
+    extra = FloodGate.HELD_READERS + 500
+    for i in range(extra):
+        assert not gate.admit(who(f"user{i}"), MIDNIGHT + 1 + i)
+    assert not gate.admit(who("user0"), MIDNIGHT + extra + 1)
+    assert len(gate.held) <= FloodGate.HELD_READERS
+    assert gate.suppressed == extra + 1
+    assert sum(gate.held.values()) + gate.held_others == extra + 1

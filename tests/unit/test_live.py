@@ -120,6 +120,8 @@ async def test_marked_expected_drops_reasons_and_survives_a_restart(tmp_path: Pa
     await live.mark_expected(MALLORY, "quarterly export", "ann")
     reader = (await live.snapshot()).readers[0]
     assert reader.severity is Severity.NONE and reader.expected == "quarterly export"
+    assert live.alerts is not None
+    live.alerts.outbox.close()  # the process ends
     again = _live(tmp_path)  # a new process: the mark comes back from the operator trail
     again.feed([_bulk()])
     reader = (await again.snapshot()).readers[0]
