@@ -99,6 +99,10 @@ class AlertCenter:
         self._reconcile()
         counters = self.records.counters()
         self.gate = FloodGate(rules, counters.get("suppressed", 0))
+        horizon = clock() - rules.flood_window_us
+        for record in sorted(self._records.values(), key=lambda r: r.alert.started_us):
+            if record.alert.origin == "rule" and record.alert.started_us > horizon:
+                self.gate.remember(record.alert.principal, record.alert.started_us)
         self.snoozed_skips = counters.get("snoozed", 0)
         self.grouped = counters.get("grouped", 0)
         self._saved_counters = self._counters()

@@ -56,10 +56,10 @@ class SlidingWindow:
             self._sent.popleft()
         return self.events - len(self._sent)
 
-    def take(self, n: int = 1) -> None:
-        """Count `n` deliveries made now."""
-        now = self.clock()
-        self._sent.extend(now for _ in range(n))
+    def take(self, n: int = 1, at: float | None = None) -> None:
+        """Count `n` deliveries made now (or `at`, for the ones made before a restart)."""
+        when = self.clock() if at is None else at
+        self._sent.extend(when for _ in range(n))
 
     def next_free(self) -> float:
         """When the next delivery is allowed (clock time)."""
@@ -79,6 +79,7 @@ class Dispatcher:
         """The outbox's clock: due times and rate limits in the same time."""
         self._wake = {name: asyncio.Event() for name in self.sinks}
         self._windows: dict[tuple[str, str], SlidingWindow] = {}
+        self._recalled: set[str] = set()
         self.in_flight: set[int] = set()
         """Rows being sent right now (never cancelled under a sender's feet)."""
         self.aggregated = 0
@@ -108,7 +109,22 @@ class Dispatcher:
                 self.trouble[sink.name] = safe(f"{type(exc).__name__}: {exc}", 300)
                 await asyncio.sleep(TROUBLE_SECONDS)
 
+    def _window(self, sink: AlertSink, limit: RateLimit, bucket: str) -> SlidingWindow:
+        window = self._windows.get((sink.name, bucket))
+        if window is None:
+            window = self._windows[(sink.name, bucket)] = SlidingWindow(limit, self.clock)
+        return window
+
+    def _recall(self, sink: AlertSink) -> None:
+        """Rebuild the rate-limit windows from what was sent lately (before a restart)."""
+        if sink.limit is None or sink.name in self._recalled:
+            return
+        self._recalled.add(sink.name)
+        for at, payload in self.outbox.sent_since(sink.name, self.clock() - sink.limit.seconds):
+            self._window(sink, sink.limit, sink.bucket(payload)).take(1, at)
+
     async def _deliver(self, sink: AlertSink) -> None:
+        self._recall(sink)
         wake = self._wake[sink.name]
         gate = asyncio.Semaphore(CONCURRENCY)
         while True:
@@ -184,9 +200,7 @@ class Dispatcher:
             groups.setdefault(sink.bucket(item.payload), []).append(item)
         chosen: list[Item] = []
         for name, group in groups.items():
-            window = self._windows.get((sink.name, name))
-            if window is None:
-                window = self._windows[(sink.name, name)] = SlidingWindow(limit, self.clock)
+            window = self._window(sink, limit, name)
             free = window.available()
             if free < 1:
                 go, rest = [], group

@@ -287,6 +287,19 @@ class Outbox:
         ]
 
     @one_line
+    def sent_since(self, sink: str, since: float) -> list[tuple[float, bytes]]:
+        """When each delivery to `sink` done after `since` was done, and its payload, oldest
+        first (a rate limit's window, rebuilt after a restart)."""
+        return [
+            (float(at), bytes(payload))
+            for at, payload in self._db.execute(
+                "SELECT done_at, payload FROM outbox WHERE sink = ? AND state = 'sent'"
+                " AND folded_into IS NULL AND done_at > ? ORDER BY done_at",
+                (sink, since),
+            )
+        ]
+
+    @one_line
     def pending(self, sink: str, key: str) -> bool:
         """Whether a delivery of `key` to `sink` is still queued."""
         row = self._db.execute(

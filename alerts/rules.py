@@ -146,6 +146,12 @@ class FloodGate:
         self._by_reader.setdefault(reader, deque()).append(now_us)
         return True
 
+    def remember(self, principal: PrincipalKey, at_us: int) -> None:
+        """A page made before a restart (oldest first): it counts in the windows again, so a
+        restart in the middle of a flood does not open the gate."""
+        self._all.append(at_us)
+        self._by_reader.setdefault(reader_of(principal), deque()).append(at_us)
+
     def sweep(self, now_us: int) -> None:
         """Drop the window entries that expired by `now_us`; when `held` is full, fold the
         counts of readers with no page in the window into `held_others`, to make room."""

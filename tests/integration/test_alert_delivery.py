@@ -198,6 +198,32 @@ async def test_an_aggregate_is_resolved_once_every_alert_in_it_is(tmp_path: Path
         assert resolve["routing_key"] == ROUTING_KEY and len(pd.received) == 4
 
 
+async def test_a_restart_remembers_the_rate_limit_and_the_flood_window(tmp_path: Path) -> None:
+    class MinutePagerDuty(PagerDuty):
+        @property
+        def limit(self) -> RateLimit:
+            return RateLimit(2, 60.0)
+
+    def sink(url: str) -> PagerDuty:
+        config = PagerDutySink(url=f"{url}/v2/enqueue", routing_key=SecretStr(ROUTING_KEY))
+        return MinutePagerDuty(config, host="db1")
+
+    rules = Rules(flood_total=3)
+    now = time.time_ns() // 1000
+    async with PagerDutyReceiver() as pd:
+        first = center(tmp_path, [sink(pd.url)], rules)
+        first.observe(Finding(now, Severity.CRITICAL, 95, who(i), (BULK,)) for i in range(2))
+        async with delivering(first, close=True):
+            await until(lambda: len(pd.received) == 2)
+        again = center(tmp_path, [sink(pd.url)], rules)  # restarted within the minute
+        again.observe(Finding(now, Severity.CRITICAL, 95, who(i), (BULK,)) for i in range(2, 4))
+        assert again.suppressed == 1  # the two pages before the restart still count
+        async with delivering(again, close=True):
+            await asyncio.sleep(1.0)
+            depth = again.outbox.depth()
+        assert len(pd.received) == 2 and depth == 1  # the minute's two events are spent
+
+
 async def test_slack_gets_about_one_message_a_second(tmp_path: Path) -> None:
     async with SlackReceiver() as slack:
         sink = Slack(SlackSink(webhook_url=SecretStr(slack.webhook_url)), host="db1")
