@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +99,13 @@ class Engine:
         self.duplicates = 0
         self.now_us = 0
         self.findings_raised: dict[Severity, int] = dict.fromkeys(Severity, 0)
+        self.reasons_raised: dict[tuple[Severity, str], int] = {}
+        """Findings by (severity, reason code), each reason of a finding counted."""
+        self.reads: dict[str, list[int]] = {str(t): [0] * len(Severity) for t in config.tables}
+        """Statements on each watched table, by the reader's severity at the time (a list
+        indexed by Severity): what the metrics export."""
+        self.rows_read: dict[str, list[int]] = {str(t): [0] * len(Severity) for t in config.tables}
+        """Rows read from each watched table (logged, or estimated), likewise."""
 
     # time and learning --------------------------------------------------------------------------
 
@@ -232,6 +239,9 @@ class Engine:
             window.add(t, rows, multi, lookup, 0, soft)
         if estimated:
             r.estimated = True
+        reported = r.reported
+        self.reads[name][reported] += 1
+        self.rows_read[name][reported] += rows
         r.statements += 1
         r.last_us = t
         if multi or soft or (not lookup and plan.bulk):
@@ -311,6 +321,9 @@ class Engine:
         finding = Finding(t, severity, score, r.key, reasons)
         self._findings.append(finding)
         self.findings_raised[severity] += 1
+        counts = self.reasons_raised
+        for reason in reasons:
+            counts[(severity, reason.code)] = counts.get((severity, reason.code), 0) + 1
         return finding
 
     # snapshot and state -------------------------------------------------------------------------
@@ -343,6 +356,27 @@ class Engine:
             tables,
             readers_total=len(self._readers),
         )
+
+    def summary(
+        self, now_us: int, skip: Collection[tuple[str, str, str, str]]
+    ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, Severity], int]]:
+        """For the metrics, over every live reader: per table, the highest score and the rows
+        read in the last hour of the readers not in `skip` (user, client, application, table);
+        and the readers per (table, severity). Scores are assessed only where the severity is
+        above NONE (few), so this stays cheap with 100,000 readers."""
+        folded: dict[str, tuple[int, int]] = {}
+        counts: dict[tuple[str, Severity], int] = {}
+        for key, r in self._readers.items():
+            table = key[3]
+            sev = r.reported
+            counts[(table, sev)] = counts.get((table, sev), 0) + 1
+            if key in skip:
+                continue
+            r.window.advance(now_us)
+            score = r.assess()[1] if sev > Severity.NONE else 0
+            top, rows = folded.get(table, (0, 0))
+            folded[table] = (max(top, score), rows + r.window.totals[ROWS])
+        return folded, counts
 
     def reported(self, principal: PrincipalKey) -> Severity:
         """The severity last reported for a reader (NONE once it fell back or left)."""

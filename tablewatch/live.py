@@ -242,9 +242,13 @@ class LiveEngine:
             outbox=center.queued() if center is not None else 0,
         )
 
+    def source_health(self) -> tuple[SourceHealth, ...]:
+        """Each source's health."""
+        return tuple(feed.health() for feed in self._feeds)
+
     def _health(self) -> tuple[SourceHealth, ...]:
         """The sources' health, and the alert path's when it is in trouble."""
-        health = tuple(feed.health() for feed in self._feeds)
+        health = self.source_health()
         trouble = self.alerts.health() if self.alerts is not None else ""
         if trouble:
             health += (SourceHealth("alerts", "error", safe(trouble, 300)),)
