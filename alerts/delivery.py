@@ -86,6 +86,8 @@ class Dispatcher:
         """Triggers folded into aggregate deliveries."""
         self.trouble: dict[str, str] = {}
         """Per sink, why its loop failed last (cleared once it delivers again)."""
+        self.attempts: dict[tuple[str, str], int] = {}
+        """Delivery attempts since the start, by (sink, outcome: sent | failed | retry)."""
 
     def wake(self, sink: str | None = None) -> None:
         """Something was queued (for `sink`, or for any)."""
@@ -171,6 +173,8 @@ class Dispatcher:
             except Exception as exc:  # a sink's bug: retried like a network error, and shown
                 verdict = Verdict(Outcome.RETRY, safe(f"{type(exc).__name__}: {exc}", 300))
         delay: float | None = None
+        counted = (sink.name, verdict.outcome.value)
+        self.attempts[counted] = self.attempts.get(counted, 0) + 1
         if verdict.outcome is Outcome.SENT:
             self.outbox.sent(item, verdict.detail)
         elif verdict.outcome is Outcome.FAILED:

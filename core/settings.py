@@ -142,6 +142,28 @@ class MetricsSettings(_Section):
     """host:port; "" disables."""
     top_k: int = Field(default=50, ge=1, le=10_000)
     """Principals exported one by one; the rest are folded into principal="other"."""
+    tls_cert_file: str = ""
+    """PEM certificate (with its chain) to serve HTTPS; with tls_key_file. "" serves HTTP."""
+    tls_key_file: str = ""
+    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+    """user = bcrypt hash (as in the Prometheus exporter-toolkit web config,
+    `htpasswd -nBC 10 USER`); empty: no authentication."""
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, hashed in value.items():
+            if not user or ":" in user:
+                raise ValueError(f"basic_auth_users: {user!r} is not a user name")
+            if not hashed.startswith(("$2a$", "$2b$", "$2y$")) or len(hashed) != 60:
+                raise ValueError(f"basic_auth_users: the value for {user!r} is not a bcrypt hash")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MetricsSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        return self
 
 
 class ApiSettings(_Section):

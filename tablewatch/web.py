@@ -1,0 +1,167 @@
+"""The agent's HTTP listener: Prometheus `/metrics` (and, next, the agent API), with the
+exporter-toolkit's protections: optional TLS and HTTP basic auth against bcrypt hashes.
+
+prometheus-client's own server has TLS but no basic auth, so /metrics is served from aiohttp. A
+bcrypt check costs tens of milliseconds by design: it runs in a thread, and a password that
+passed is remembered (as its SHA-256, never in clear) for CACHE_SECONDS so a scrape every few
+seconds does not pay it each time. A failed or missing authentication is a 401 with the
+`WWW-Authenticate` challenge, the same answer whatever was wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import bcrypt
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+CACHE_SECONDS: Final = 60.0
+REALM: Final = 'Basic realm="tablewatch", charset="UTF-8"'
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ListenError(Exception):
+    """The listener cannot start (bad address, port taken, bad certificate); one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where to listen."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """`host:port` or `[v6]:port`.
+
+        >>> Address.parse("127.0.0.1:9746"), Address.parse("[::1]:80")
+        (Address(host='127.0.0.1', port=9746), Address(host='::1', port=80))
+        """
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+            raise ListenError(f"listen address {text!r}: expected host:port")
+        return cls(host.removeprefix("[").removesuffix("]"), int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context (TLS 1.2 and up) from PEM files; ListenError in one line otherwise."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenError(f"TLS certificate {cert_file} / key {key_file}: {exc}") from None
+    return context
+
+
+class BasicAuth:
+    """HTTP basic auth against bcrypt hashes (`user -> $2b$...`)."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = {user: hashed.encode() for user, hashed in users.items()}
+        self._passed: dict[tuple[str, bytes], float] = {}
+
+    async def allows(self, header: str | None) -> bool:
+        """Whether the Authorization header names a user with the right password."""
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, sep, password = (
+                base64.b64decode(header[6:], validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = self.users.get(user)
+        if not sep or hashed is None:
+            return False
+        token = (user, hashlib.sha256(password.encode() + hashed).digest())
+        now = time.monotonic()
+        if self._passed.get(token, 0.0) > now:
+            return True
+        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed)
+        if ok:
+            if len(self._passed) > 1000:
+                self._passed.clear()
+            self._passed[token] = now + CACHE_SECONDS
+        return ok
+
+    def middleware(self) -> Middleware:
+        """An aiohttp middleware refusing whoever does not authenticate."""
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if not await self.allows(request.headers.get("Authorization")):
+                return web.Response(
+                    status=401,
+                    text="authentication required\n",
+                    headers={"WWW-Authenticate": REALM},
+                )
+            return await handler(request)
+
+        return guard
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """`GET /metrics`: the registry in the Prometheus text format, built now."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
+
+
+class WebServer:
+    """One listener serving the given routes (`path -> GET handler`)."""
+
+    def __init__(
+        self,
+        address: Address,
+        routes: Mapping[str, Handler],
+        *,
+        tls: ssl.SSLContext | None = None,
+        users: Mapping[str, str] | None = None,
+    ) -> None:
+        self.address = address
+        self.tls = tls
+        middlewares = [BasicAuth(users).middleware()] if users else []
+        self.app = web.Application(middlewares=middlewares)
+        for path, handler in routes.items():
+            self.app.router.add_get(path, handler)
+        self._runner: web.AppRunner | None = None
+        self.port = address.port
+        """The port listened on (the one chosen when `address.port` is 0)."""
+
+    async def start(self) -> None:
+        """Listen; ListenError in one line when the address cannot be had."""
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.address.host, self.address.port, ssl_context=self.tls)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ListenError(f"cannot listen on {self.address}: {exc.strerror or exc}") from None
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

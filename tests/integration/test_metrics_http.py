@@ -1,0 +1,129 @@
+"""/metrics over HTTP as Prometheus scrapes it: the text format, basic auth against bcrypt
+hashes (as the exporter-toolkit web config), TLS, and one-line refusals."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.engine import Engine, EngineConfig
+from core.settings import MetricsSettings
+from core.tables import TableName
+from tablewatch.live import LiveEngine
+from tablewatch.metrics import EngineCollector
+from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
+
+PASSWORD = "correct horse battery staple"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def registry() -> CollectorRegistry:
+    live = LiveEngine(Engine(EngineConfig(tables=(TableName.parse("crm.client_list", 10),))))
+    reg = CollectorRegistry()
+    reg.register(EngineCollector(live))
+    return reg
+
+
+@pytest.fixture
+async def plain() -> AsyncIterator[WebServer]:
+    server = WebServer(Address("127.0.0.1", 0), {"/metrics": metrics_handler(registry())})
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_metrics_are_served_in_the_text_format(plain: WebServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{plain.port}/metrics") as answer:
+            assert answer.status == 200
+            assert answer.headers["Content-Type"] == CONTENT_TYPE_LATEST  # text format
+            text = await answer.text()
+        async with http.get(f"http://127.0.0.1:{plain.port}/other") as answer:
+            assert answer.status == 404
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"tablewatch_events", "tablewatch_reads", "tablewatch_outbox_depth"} <= names
+
+
+async def test_basic_auth_lets_in_only_the_right_password() -> None:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    server = WebServer(
+        Address("127.0.0.1", 0), {"/metrics": metrics_handler(registry())}, users={"prom": hashed}
+    )
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for auth in ({}, basic("prom", "wrong"), basic("eve", PASSWORD)):
+                async with http.get(url, headers=auth) as answer:
+                    assert answer.status == 401
+                    assert answer.headers["WWW-Authenticate"].startswith('Basic realm="tablewatch"')
+            async with http.get(url, headers={"Authorization": "Basic !!notbase64"}) as answer:
+                assert answer.status == 401
+            for _ in range(2):  # the second one from the cache of passed checks
+                async with http.get(url, headers=basic("prom", PASSWORD)) as answer:
+                    assert answer.status == 200
+    finally:
+        await server.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_serves_https_only(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server = WebServer(
+        Address("127.0.0.1", 0),
+        {"/metrics": metrics_handler(registry())},
+        tls=tls_context(str(cert), str(key)),
+    )
+    await server.start()
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"https://127.0.0.1:{server.port}/metrics", ssl=trust) as answer:
+                assert answer.status == 200
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{server.port}/metrics") as answer:
+                    await answer.read()
+    finally:
+        await server.stop()
+
+
+async def test_refusals_are_one_line(tmp_path: Path, plain: WebServer) -> None:
+    with pytest.raises(ListenError, match="cannot listen on 127.0.0.1:") as caught:
+        await WebServer(Address("127.0.0.1", plain.port), {}).start()
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ListenError, match="expected host:port"):
+        Address.parse("9746")
+    with pytest.raises(ListenError, match="TLS certificate"):
+        tls_context(str(tmp_path / "missing.pem"), str(tmp_path / "missing.key"))
+
+
+def test_settings_refuse_what_is_not_a_bcrypt_hash_or_half_a_tls_pair() -> None:
+    with pytest.raises(ValueError, match="not a bcrypt hash"):
+        MetricsSettings(basic_auth_users={"prom": "plaintext"})
+    with pytest.raises(ValueError, match="both tls_cert_file and tls_key_file"):
+        MetricsSettings(tls_cert_file="/etc/cert.pem")
+    hashed = bcrypt.hashpw(b"x", bcrypt.gensalt(rounds=4)).decode()
+    assert MetricsSettings(basic_auth_users={"prom": hashed}).basic_auth_users == {"prom": hashed}
