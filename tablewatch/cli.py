@@ -144,11 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument(
         "--agent", metavar="URL", help="attach to a running agent (not built yet)"
     )
-    for name, what in (
-        ("run", "the headless agent"),
-        ("doctor", "checks of privileges and the pgaudit set-up"),
-    ):
-        sub.add_parser(name, help=f"{what} (not built yet)")
+    run = sub.add_parser(
+        "run",
+        help="the headless agent: audit log, detection, alert delivery, Prometheus /metrics",
+        description="Follow [audit_log] path (resuming at its checkpoint), rank the readers of "
+        "the watched tables, page through the configured sinks and serve /metrics on [metrics] "
+        "listen, until SIGTERM or SIGINT (then the position, habits and alerts are saved).",
+    )
+    _table_option(run)
+    run.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines on stderr"
+    )
+    sub.add_parser("doctor", help="checks of privileges and the pgaudit set-up (not built yet)")
     alert = sub.add_parser(
         "alert",
         help="alert sinks: `alert test` sends a test alert through them",
@@ -274,6 +281,12 @@ def _demo_text() -> int:
     return status
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from tablewatch.agent import run_agent
+
+    return run_agent(settings, _tables(args, settings), log_format=args.log_format)
+
+
 def _alert(args: argparse.Namespace, settings: Settings) -> int:
     from tablewatch.alerttest import run_alert_test
 
@@ -286,6 +299,7 @@ _COMMANDS = {
     "demo": _demo,
     "dashboard": _dashboard,
     "alert": _alert,
+    "run": _run,
 }
 
 

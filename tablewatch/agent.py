@@ -1,0 +1,222 @@
+"""`tablewatch run`: the headless agent. The audit log tailed, the engine, alert delivery and
+Prometheus /metrics, until SIGTERM or SIGINT; then the sources stop, and the log position
+(checkpoint), the learned habits (baselines) and the alerts' state are saved: exit 0.
+
+It logs one line per happening to stderr (`--log-format json`: one JSON object per line, for a
+log shipper): start, each source going down or coming back, each alert opened, acknowledged or
+resolved and each delivery that failed, stop. Every value from the database is made safe first.
+Still to come (the rest of issue 6): the agent API for remote dashboards and reloading the
+settings on SIGHUP (today SIGHUP is logged and ignored: restart to apply new settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from prometheus_client import CollectorRegistry
+
+from collectors.checkpoint import CheckpointError, CheckpointStore
+from collectors.events import EventBuilder
+from collectors.tail import LogTail
+from core.baselines import Baselines, StateError
+from core.engine import Engine, EngineConfig
+from core.safetext import safe
+from core.settings import Settings
+from core.sources import EventBatch, SourceHealth
+from core.tables import TableName, WatchedTables
+from tablewatch.alerting import AlertingError, alert_center
+from tablewatch.live import LiveEngine
+from tablewatch.metrics import EngineCollector
+from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
+
+CHECKPOINT = "audit_log.checkpoint.json"
+"""The same file `tablewatch tail` keeps."""
+WATCH_SECONDS = 1.0
+
+
+class Log:
+    """One line per happening on `out`: `time level event key=value...` or JSON."""
+
+    def __init__(self, out: TextIO, fmt: str) -> None:
+        self.out = out
+        self.json = fmt == "json"
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        clean = {k: safe(str(v), 500) if isinstance(v, str) else v for k, v in fields.items()}
+        if self.json:
+            line = json.dumps({"time": now, "level": level, "event": event, **clean})
+        else:
+            pairs = " ".join(
+                f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in clean.items()
+            )
+            line = f"{now} {level} {event} {pairs}".rstrip()
+        print(line, file=self.out, flush=True)
+
+
+class CheckpointedTail:
+    """The log tail, its position saved after each batch the engine has taken."""
+
+    def __init__(self, tail: LogTail, store: CheckpointStore) -> None:
+        self.tail = tail
+        self.store = store
+        self.name = tail.name
+
+    async def batches(self) -> AsyncIterator[EventBatch]:
+        """The tail's batches; the checkpoint of each saved once the next one is asked for,
+        that is once the engine has processed it."""
+        async for batch in self.tail.batches():
+            yield batch
+            self.store.save(batch.checkpoint)
+
+    def health(self) -> SourceHealth:
+        """The tail's health."""
+        return self.tail.health()
+
+
+def _tail(
+    settings: Settings, tables: list[TableName], store: CheckpointStore, log: Log
+) -> CheckpointedTail:
+    audit = settings.audit_log
+    try:
+        saved = store.load()
+    except CheckpointError as exc:
+        log("warning", "checkpoint_unusable", detail=str(exc), start=audit.start)
+        saved = None
+    tail = LogTail(
+        audit.path,
+        EventBuilder(WatchedTables(tables), control=True),
+        fmt=audit.format,
+        log_line_prefix=audit.log_line_prefix,
+        start=audit.start,
+        checkpoint=saved[0] if saved is not None else None,
+        poll_interval=audit.poll_interval.total_seconds(),
+    )
+    return CheckpointedTail(tail, store)
+
+
+async def _watch(live: LiveEngine, log: Log) -> None:
+    """Log what changed: sources going down or back, alerts and their deliveries."""
+    states: dict[str, str] = {}
+    alerts: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+    while True:
+        for h in live.source_health():
+            before = states.get(h.name)
+            if before != h.state and not (before is None and h.state != "error"):
+                level = "error" if h.state == "error" else "info"
+                log(level, "source_state", source=h.name, state=h.state, detail=h.detail)
+            states[h.name] = h.state
+        if live.alerts is not None:
+            for a in live.alerts.views():
+                seen = (a.state, tuple((d.sink, d.state) for d in a.deliveries))
+                old = alerts.get(a.key)
+                if old != seen:
+                    if old is None or old[0] != a.state:
+                        log("warning", f"alert_{a.state}", key=a.key, severity=a.severity.label,
+                            user=a.principal.user, client_addr=a.principal.client_addr,
+                            application_name=a.principal.application_name,
+                            table=a.principal.table, origin=a.origin, by=a.by)  # fmt: skip
+                    for d in a.deliveries:
+                        if d.state == "failed" and (
+                            old is None or (d.sink, "failed") not in old[1]
+                        ):
+                            log("error", "delivery_failed", key=a.key, sink=d.sink, detail=d.detail)
+                    alerts[a.key] = seen
+        await asyncio.sleep(WATCH_SECONDS)
+
+
+async def agent(settings: Settings, tables: list[TableName], log: Log) -> int:
+    """Run until cancelled; the exit status."""
+    state = settings.state.path()
+    try:
+        baselines = Baselines.load(state)
+    except StateError as exc:
+        log("error", "refused", detail=str(exc))
+        return 2
+    try:
+        center = alert_center(settings.alerts, state)
+    except AlertingError as exc:
+        log("error", "refused", detail=str(exc))
+        return 2
+    engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
+    live = LiveEngine(engine, center, name="agent")
+    store = CheckpointStore(state / CHECKPOINT)
+    live.attach(
+        _tail(settings, tables, store, log), make=lambda: _tail(settings, tables, store, log)
+    )
+    server: WebServer | None = None
+    metrics = settings.metrics
+    try:
+        if metrics.listen:
+            registry = CollectorRegistry()
+            registry.register(EngineCollector(live, metrics.top_k))
+            tls = (
+                tls_context(metrics.tls_cert_file, metrics.tls_key_file)
+                if metrics.tls_cert_file
+                else None
+            )
+            server = WebServer(
+                Address.parse(metrics.listen),
+                {"/metrics": metrics_handler(registry)},
+                tls=tls,
+                users=metrics.basic_auth_users,
+            )
+            await server.start()
+    except ListenError as exc:
+        log("error", "refused", detail=str(exc))
+        await center.close()
+        return 2
+    log("info", "started", tables=", ".join(map(str, tables)), audit_log=settings.audit_log.path,
+        sinks=", ".join(center.sinks), metrics=f"{'https' if server and server.tls else 'http'}://"
+        f"{server.address.host}:{server.port}/metrics" if server else "off")  # fmt: skip
+    started = time.monotonic()
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(live.run(), name="engine")
+            group.create_task(_watch(live, log), name="log")
+    except asyncio.CancelledError:
+        pass
+    finally:
+        if server is not None:
+            await server.stop()
+        await center.close()
+        try:
+            engine.save(state)
+        except OSError as exc:
+            log("error", "baselines_not_saved", detail=f"{exc.strerror or exc}")
+    log("info", "stopped", events=engine.events, seconds=round(time.monotonic() - started, 1))
+    return 0
+
+
+def run_agent(
+    settings: Settings,
+    tables: list[TableName],
+    *,
+    log_format: str = "text",
+    err: TextIO = sys.stderr,
+) -> int:
+    """`tablewatch run`: until SIGTERM or SIGINT (exit 0)."""
+    log = Log(err, log_format)
+
+    async def main() -> int:
+        task = asyncio.ensure_future(agent(settings, tables, log))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: log("warning", "reload_not_supported", detail="restart to apply new settings"),
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            return await task
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,144 @@
+"""`tablewatch run`, the headless agent, as an operator runs it: started on a real pgaudit
+csvlog, scraped over HTTP, stopped with SIGTERM (exit 0, position and habits saved), restarted
+where it stopped, and refused in one line when a second one shares its state dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "tablewatch" / "samples" / "pgaudit-sample.csv"
+SAMPLE_EVENTS = 170
+"""Records of the sample the engine takes: the 169 about crm.client_list that `tablewatch
+replay --events` prints, and one about the audit set-up (watched for tampering)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def configure(tmp_path: Path, port: int) -> Path:
+    (tmp_path / "log").mkdir(exist_ok=True)
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        '[[tables]]\nname = "crm.client_list"\n'
+        f'[audit_log]\npath = "{tmp_path}/log/*.csv"\nformat = "csvlog"\nstart = "beginning"\n'
+        'poll_interval = "100ms"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+        f'[api]\nlisten = ""\n[state]\ndir = "{tmp_path}/state"\n'
+    )
+    return config
+
+
+async def start(config: Path) -> asyncio.subprocess.Process:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TABLEWATCH_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tablewatch.cli", "--config", str(config), "run",
+        "--log-format", "json",
+        cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT)}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def next_log(proc: asyncio.subprocess.Process, event: str) -> dict[str, Any]:
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, f"the agent ended before logging {event}"
+        record = json.loads(line)
+        if record["event"] == event:
+            return record  # type: ignore[no-any-return]
+
+
+async def scrape(port: int) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+            text = await answer.text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+async def events_become(port: int, n: int) -> dict[str, float]:
+    for _ in range(300):
+        m = await scrape(port)
+        if m["tablewatch_events_total{}"] >= n:
+            return m
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"events stayed at {m['tablewatch_events_total{}']}, expected {n}")
+
+
+async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    config = configure(tmp_path, port)
+    shutil.copy(SAMPLE, tmp_path / "log" / "postgresql-1.csv")
+    agent = await start(config)
+    try:
+        started = await next_log(agent, "started")
+        assert started["metrics"] == f"http://127.0.0.1:{port}/metrics"
+        assert started["sinks"] == "local"
+        m = await events_become(port, SAMPLE_EVENTS)
+        assert m["tablewatch_events_total{}"] == SAMPLE_EVENTS
+        reads = sum(v for k, v in m.items() if k.startswith("tablewatch_reads_total"))
+        assert reads > 0 and m["tablewatch_source_up{source=audit_log}"] == 1
+        assert await next_log(agent, "alert_active")  # the sample's exfiltration paged
+        second = await start(config)  # the same state dir
+        refused = await next_log(second, "refused")
+        assert "in use by another tablewatch" in refused["detail"]
+        assert await second.wait() == 2
+        agent.send_signal(signal.SIGTERM)
+        stopped = await next_log(agent, "stopped")
+        assert stopped["events"] == SAMPLE_EVENTS
+        assert await asyncio.wait_for(agent.wait(), 30) == 0
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+    state = tmp_path / "state"
+    assert (state / "audit_log.checkpoint.json").exists() and (state / "baselines.json").exists()
+    recorded = [json.loads(line) for line in (state / "alerts.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["origin"], r["severity"]) for r in recorded][:1] == [
+        ("trigger", "rule", "critical")
+    ]
+
+    again = await start(config)  # resumes at the checkpoint: nothing is read twice
+    try:
+        await next_log(again, "started")
+        await asyncio.sleep(1.0)
+        assert (await scrape(port))["tablewatch_events_total{}"] == 0
+        with (tmp_path / "log" / "postgresql-1.csv").open("ab") as log:  # the server writes on
+            log.write(SAMPLE.read_bytes())
+        m = await events_become(port, SAMPLE_EVENTS)
+        assert m["tablewatch_events_total{}"] == SAMPLE_EVENTS
+        again.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(again.wait(), 30) == 0
+    finally:
+        if again.returncode is None:
+            again.kill()
+            await again.wait()
+
+
+async def test_a_port_already_taken_is_refused_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = configure(tmp_path, int(taken.getsockname()[1]))
+        agent = await start(config)
+        refused = await next_log(agent, "refused")
+        assert "cannot listen on 127.0.0.1:" in refused["detail"]
+        assert await agent.wait() == 2
