@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what tablewatch needs here, and nothing that is already in place:
 #   - as root, the Debian packages its tests and demo run against (PostgreSQL 15 + pgaudit,
-#     Alertmanager, tmux);
+#     Prometheus, Alertmanager, tmux);
 #     `bootstrap.sh bench` adds pgbadger and GNU time for the benchmarks;
 #   - a virtual environment in .venv with the locked Python packages (requirements.lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(postgresql-15 postgresql-15-pgaudit postgresql-contrib prometheus-alertmanager tmux)
+debs=(postgresql-15 postgresql-15-pgaudit postgresql-contrib prometheus prometheus-alertmanager tmux)
 if [ "${1:-}" = bench ]; then
   debs+=(pgbadger time)
 fi

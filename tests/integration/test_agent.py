@@ -6,81 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
-import sys
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "tablewatch" / "samples" / "pgaudit-sample.csv"
-SAMPLE_EVENTS = 170
-"""Records of the sample the engine takes: the 169 about crm.client_list that `tablewatch
-replay --events` prints, and one about the audit set-up (watched for tampering)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def configure(tmp_path: Path, port: int) -> Path:
-    (tmp_path / "log").mkdir(exist_ok=True)
-    config = tmp_path / "settings.toml"
-    config.write_text(
-        '[[tables]]\nname = "crm.client_list"\n'
-        f'[audit_log]\npath = "{tmp_path}/log/*.csv"\nformat = "csvlog"\nstart = "beginning"\n'
-        'poll_interval = "100ms"\n'
-        f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        f'[api]\nlisten = ""\n[state]\ndir = "{tmp_path}/state"\n'
-    )
-    return config
-
-
-async def start(config: Path) -> asyncio.subprocess.Process:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TABLEWATCH_")}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tablewatch.cli", "--config", str(config), "run",
-        "--log-format", "json",
-        cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT)}, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def next_log(proc: asyncio.subprocess.Process, event: str) -> dict[str, Any]:
-    assert proc.stderr is not None
-    while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, f"the agent ended before logging {event}"
-        record = json.loads(line)
-        if record["event"] == event:
-            return record  # type: ignore[no-any-return]
-
-
-async def scrape(port: int) -> dict[str, float]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
-            text = await answer.text()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
-
-
-async def events_become(port: int, n: int) -> dict[str, float]:
-    for _ in range(300):
-        m = await scrape(port)
-        if m["tablewatch_events_total{}"] >= n:
-            return m
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"events stayed at {m['tablewatch_events_total{}']}, expected {n}")
+from tests.agentkit import (
+    SAMPLE,
+    SAMPLE_EVENTS,
+    configure,
+    events_become,
+    free_port,
+    next_log,
+    scrape,
+    start,
+)
 
 
 async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
