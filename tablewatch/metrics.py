@@ -12,7 +12,7 @@ safe (control characters escaped) and bounded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from core.findings import PrincipalKey, Severity
 from core.safetext import safe
+from core.sources import SourceHealth
 from tablewatch.live import LiveEngine
 
 PREFIX: Final = "tablewatch_"
@@ -35,6 +36,45 @@ def principal_label(p: PrincipalKey) -> str:
     'ann@10.0.0.7/psql'
     """
     return safe(f"{p.user}@{p.client_addr or '?'}/{p.application_name}", LABEL_CHARS)
+
+
+def _stamp(h: SourceHealth) -> float | None:
+    return None if h.last_event_time is None else h.last_event_time.timestamp()
+
+
+_SOURCE_METRICS: Final[
+    tuple[
+        tuple[
+            str,
+            type[GaugeMetricFamily] | type[CounterMetricFamily],
+            str,
+            Callable[[SourceHealth, float], float | None],
+        ],
+        ...,
+    ]
+] = (
+    ("source_up", GaugeMetricFamily, "1 when the source works, 0 when it is in error.",
+     lambda h, now: 0 if h.state == "error" else 1),
+    ("source_last_event_timestamp_seconds", GaugeMetricFamily,
+     "When the newest event the source read was logged (Unix time).",
+     lambda h, now: _stamp(h)),
+    ("source_lag_seconds", GaugeMetricFamily,
+     "Seconds between now and the newest event the source read.",
+     lambda h, now: None if (t := _stamp(h)) is None else max(0.0, now - t)),
+    ("source_behind_bytes", GaugeMetricFamily, "Bytes of the log written but not read yet.",
+     lambda h, now: h.bytes_behind),
+    ("source_events", CounterMetricFamily, "Access events the source produced.",
+     lambda h, now: h.events),
+    ("source_records", CounterMetricFamily, "Log records the source read.",
+     lambda h, now: h.records),
+    ("source_parse_errors", CounterMetricFamily,
+     "Log records the source could not parse (counted and skipped).",
+     lambda h, now: h.malformed),
+    ("source_lost_bytes", CounterMetricFamily,
+     "Bytes of the log lost before they could be read (truncated or rotated away).",
+     lambda h, now: h.lost_bytes),
+)  # fmt: skip
+"""Per source: name, kind, help, value (None: no sample)."""
 
 
 class EngineCollector(Collector):
@@ -153,55 +193,17 @@ class EngineCollector(Collector):
 
     def _sources(self) -> Iterator[Metric]:
         now = time.time()
-        up = GaugeMetricFamily(
-            PREFIX + "source_up",
-            "1 when the source works, 0 when it is in error.",
-            labels=["source"],
-        )
-        last = GaugeMetricFamily(
-            PREFIX + "source_last_event_timestamp_seconds",
-            "When the newest event the source read was logged (Unix time).",
-            labels=["source"],
-        )
-        lag = GaugeMetricFamily(
-            PREFIX + "source_lag_seconds",
-            "Seconds between now and the newest event the source read.",
-            labels=["source"],
-        )
-        behind = GaugeMetricFamily(
-            PREFIX + "source_behind_bytes",
-            "Bytes of the log written but not read yet.",
-            labels=["source"],
-        )
-        events = CounterMetricFamily(
-            PREFIX + "source_events", "Access events the source produced.", labels=["source"]
-        )
-        records = CounterMetricFamily(
-            PREFIX + "source_records", "Log records the source read.", labels=["source"]
-        )
-        errors = CounterMetricFamily(
-            PREFIX + "source_parse_errors",
-            "Log records the source could not parse (counted and skipped).",
-            labels=["source"],
-        )
-        lost = CounterMetricFamily(
-            PREFIX + "source_lost_bytes",
-            "Bytes of the log lost before they could be read (truncated or rotated away).",
-            labels=["source"],
-        )
+        families = {
+            name: kind(PREFIX + name, text, labels=["source"])
+            for name, kind, text, _ in _SOURCE_METRICS
+        }
         for h in self.live.source_health():
-            name = safe(h.name, LABEL_CHARS)
-            up.add_metric([name], 0 if h.state == "error" else 1)
-            if h.last_event_time is not None:
-                stamp = h.last_event_time.timestamp()
-                last.add_metric([name], stamp)
-                lag.add_metric([name], max(0.0, now - stamp))
-            behind.add_metric([name], h.bytes_behind)
-            events.add_metric([name], h.events)
-            records.add_metric([name], h.records)
-            errors.add_metric([name], h.malformed)
-            lost.add_metric([name], h.lost_bytes)
-        yield from (up, last, lag, behind, events, records, errors, lost)
+            source = [safe(h.name, LABEL_CHARS)]
+            for name, _, _, value in _SOURCE_METRICS:
+                measured = value(h, now)
+                if measured is not None:
+                    families[name].add_metric(source, measured)
+        yield from families.values()
 
     # alerts -----------------------------------------------------------------------------------
 

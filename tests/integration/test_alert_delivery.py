@@ -149,17 +149,22 @@ async def test_pagerduty_rate_limit_aggregates_the_excess_and_drops_nothing(
         assert depth == 0 and c.dispatcher.aggregated == 181
 
 
-class _TightPagerDuty(PagerDuty):
-    """PagerDuty with a limit of 3 events a second, so a test sees the window turn."""
+class _LimitedPagerDuty(PagerDuty):
+    """PagerDuty with a tighter limit, so a test sees the window turn."""
+
+    def __init__(self, url: str, limit: RateLimit) -> None:
+        config = PagerDutySink(url=f"{url}/v2/enqueue", routing_key=SecretStr(ROUTING_KEY))
+        super().__init__(config, host="db1")
+        self._limit = limit
 
     @property
     def limit(self) -> RateLimit:
-        return RateLimit(3, 1.0)
+        return self._limit
 
 
 def tight(url: str) -> PagerDuty:
-    config = PagerDutySink(url=f"{url}/v2/enqueue", routing_key=SecretStr(ROUTING_KEY))
-    return _TightPagerDuty(config, host="db1")
+    """Three events a second."""
+    return _LimitedPagerDuty(url, RateLimit(3, 1.0))
 
 
 async def test_alerts_folded_into_a_refused_aggregate_show_as_failed(tmp_path: Path) -> None:
@@ -199,14 +204,8 @@ async def test_an_aggregate_is_resolved_once_every_alert_in_it_is(tmp_path: Path
 
 
 async def test_a_restart_remembers_the_rate_limit_and_the_flood_window(tmp_path: Path) -> None:
-    class MinutePagerDuty(PagerDuty):
-        @property
-        def limit(self) -> RateLimit:
-            return RateLimit(2, 60.0)
-
     def sink(url: str) -> PagerDuty:
-        config = PagerDutySink(url=f"{url}/v2/enqueue", routing_key=SecretStr(ROUTING_KEY))
-        return MinutePagerDuty(config, host="db1")
+        return _LimitedPagerDuty(url, RateLimit(2, 60.0))
 
     rules = Rules(flood_total=3)
     now = time.time_ns() // 1000
