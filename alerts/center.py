@@ -108,6 +108,8 @@ class AlertCenter:
         self._saved_counters = self._counters()
         self._dirty: set[str] = set()
         self._changed = asyncio.Event()
+        self._swapped = asyncio.Event()
+        self._retired: list[AlertSink] = []
         self._pruned = 0.0
         self.problems: dict[str, str] = {}
         """What failed lately, by area (queue, state, read, rules); cleared on success."""
@@ -503,10 +505,54 @@ class AlertCenter:
         """Deliver and keep time until cancelled; persists state on the way out."""
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.dispatcher.run(), name="alert delivery")
+                group.create_task(self._delivering(), name="alert delivery")
                 group.create_task(self._ticking(reported), name="alert rules")
         finally:
             self.flush()
+
+    async def _delivering(self) -> None:
+        """The dispatcher, started again over the new sinks when `reconfigure` changed them."""
+        while True:
+            self._swapped.clear()
+            task = asyncio.create_task(self.dispatcher.run())
+            swapped = asyncio.create_task(self._swapped.wait())
+            try:
+                await asyncio.wait({task, swapped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                swapped.cancel()
+                task.cancel()  # the old dispatcher lets its deliveries in flight finish
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                retired, self._retired = self._retired, []
+                for sink in retired:
+                    with contextlib.suppress(Exception):
+                        await sink.close()
+
+    async def reconfigure(self, rules: Rules, sinks: Sequence[AlertSink]) -> list[str]:
+        """New settings, live: the rules at once, the sinks from the next delivery (what is
+        queued for a sink that is gone stays queued, and goes out if it comes back). The names
+        of what changed."""
+        changed = []
+        if rules != self.rules:
+            self.rules = rules
+            self.gate.rules = rules
+            changed.append("rules")
+        old = self.sinks
+        if [(s.name, type(s)) for s in sinks] != [(s.name, type(s)) for s in old.values()] or any(
+            getattr(s, "config", None) != getattr(old[s.name], "config", None)
+            for s in sinks
+            if s.name in old
+        ):
+            self.sinks = {sink.name: sink for sink in sinks}
+            self.dispatcher = Dispatcher(self.outbox, list(self.sinks.values()), self._done)
+            self._retired.extend(old.values())  # closed once their dispatcher has stopped
+            self._swapped.set()
+            changed.append("sinks")
+        else:
+            for sink in sinks:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+        return changed
 
     async def _ticking(self, reported: Callable[[PrincipalKey], Severity]) -> None:
         while True:

@@ -5,8 +5,10 @@ Prometheus /metrics, until SIGTERM or SIGINT; then the sources stop, and the log
 It logs one line per happening to stderr (`--log-format json`: one JSON object per line, for a
 log shipper): start, each source going down or coming back, each alert opened, acknowledged or
 resolved and each delivery that failed, stop. Every value from the database is made safe first.
-Still to come (the rest of issue 6): the agent API for remote dashboards and reloading the
-settings on SIGHUP (today SIGHUP is logged and ignored: restart to apply new settings).
+SIGHUP reads the settings again: the alert rules and the sinks change at once (deliveries already
+queued for a sink keep their payloads); a change elsewhere (tables, audit log, listeners, state)
+is logged as needing a restart. Settings that do not load are refused in one log line and the
+running ones stay. Still to come (the rest of issue 6): the agent API for remote dashboards.
 """
 
 from __future__ import annotations
@@ -17,27 +19,33 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
+from alerts.center import AlertCenter
+from alerts.registry import SinkConfigError, build_sinks
+from alerts.rules import Rules
 from collectors.checkpoint import CheckpointError, CheckpointStore
 from collectors.events import EventBuilder
 from collectors.tail import LogTail
 from core.baselines import Baselines, StateError
 from core.engine import Engine, EngineConfig
 from core.safetext import safe
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from core.sources import EventBatch, SourceHealth
 from core.tables import TableName, WatchedTables
-from tablewatch.alerting import AlertingError, alert_center
+from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center, host_name
 from tablewatch.live import LiveEngine
 from tablewatch.metrics import EngineCollector
 from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
 
 CHECKPOINT = "audit_log.checkpoint.json"
+RESTART_SECTIONS = ("tables", "expected", "detection", "database", "audit_log", "metrics", "api",
+                    "state")  # fmt: skip
+"""Sections a reload cannot apply to a running agent."""
 """The same file `tablewatch tail` keeps."""
 WATCH_SECONDS = 1.0
 
@@ -133,8 +141,34 @@ async def _watch(live: LiveEngine, log: Log) -> None:
         await asyncio.sleep(WATCH_SECONDS)
 
 
-async def agent(settings: Settings, tables: list[TableName], log: Log) -> int:
-    """Run until cancelled; the exit status."""
+async def reload(
+    settings: Settings, load: Callable[[], Settings], center: AlertCenter, log: Log
+) -> Settings:
+    """Read the settings again and apply what can be applied live; the settings now in force."""
+    try:
+        fresh = load()
+        sinks = build_sinks(
+            fresh.alerts, host=host_name(), local=settings.state.path() / ALERTS_FILE
+        )
+    except (SettingsError, SinkConfigError) as exc:
+        log("error", "reload_refused", detail=str(exc))
+        return settings
+    changed = await center.reconfigure(Rules.from_settings(fresh.alerts), sinks)
+    later = [name for name in RESTART_SECTIONS if getattr(fresh, name) != getattr(settings, name)]
+    log("info", "reloaded", applied=", ".join(changed) or "nothing changed",
+        needs_restart=", ".join(later) or "nothing")  # fmt: skip
+    return fresh
+
+
+async def agent(
+    settings: Settings,
+    tables: list[TableName],
+    log: Log,
+    hangups: asyncio.Queue[None] | None = None,
+    load: Callable[[], Settings] | None = None,
+) -> int:
+    """Run until cancelled (reloading the settings with `load` at each item of `hangups`);
+    the exit status."""
     state = settings.state.path()
     try:
         baselines = Baselines.load(state)
@@ -182,6 +216,8 @@ async def agent(settings: Settings, tables: list[TableName], log: Log) -> int:
         async with asyncio.TaskGroup() as group:
             group.create_task(live.run(), name="engine")
             group.create_task(_watch(live, log), name="log")
+            if hangups is not None and load is not None:
+                group.create_task(_reloading(settings, load, center, log, hangups), name="reload")
     except asyncio.CancelledError:
         pass
     finally:
@@ -196,25 +232,36 @@ async def agent(settings: Settings, tables: list[TableName], log: Log) -> int:
     return 0
 
 
+async def _reloading(
+    settings: Settings,
+    load: Callable[[], Settings],
+    center: AlertCenter,
+    log: Log,
+    hangups: asyncio.Queue[None],
+) -> None:
+    while True:
+        await hangups.get()
+        settings = await reload(settings, load, center, log)
+
+
 def run_agent(
     settings: Settings,
     tables: list[TableName],
     *,
+    load: Callable[[], Settings] | None = None,
     log_format: str = "text",
     err: TextIO = sys.stderr,
 ) -> int:
-    """`tablewatch run`: until SIGTERM or SIGINT (exit 0)."""
+    """`tablewatch run`: until SIGTERM or SIGINT (exit 0); SIGHUP reloads with `load`."""
     log = Log(err, log_format)
 
     async def main() -> int:
-        task = asyncio.ensure_future(agent(settings, tables, log))
+        hangups: asyncio.Queue[None] = asyncio.Queue()
+        task = asyncio.ensure_future(agent(settings, tables, log, hangups, load))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: log("warning", "reload_not_supported", detail="restart to apply new settings"),
-        )
+        loop.add_signal_handler(signal.SIGHUP, hangups.put_nowait, None)
         with contextlib.suppress(asyncio.CancelledError):
             return await task
         return 0

@@ -284,7 +284,12 @@ def _demo_text() -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from tablewatch.agent import run_agent
 
-    return run_agent(settings, _tables(args, settings), log_format=args.log_format)
+    return run_agent(
+        settings,
+        _tables(args, settings),
+        load=lambda: _settings(args.config),
+        log_format=args.log_format,
+    )
 
 
 def _alert(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,7 +29,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def configure(tmp_path: Path, port: int) -> Path:
+def configure(tmp_path: Path, port: int, more: str = "") -> Path:
+    """The agent's settings in `tmp_path` (log, state), /metrics on `port`, and `more` TOML."""
     (tmp_path / "log").mkdir(exist_ok=True)
     config = tmp_path / "settings.toml"
     config.write_text(
@@ -37,7 +38,7 @@ def configure(tmp_path: Path, port: int) -> Path:
         f'[audit_log]\npath = "{tmp_path}/log/*.csv"\nformat = "csvlog"\nstart = "beginning"\n'
         'poll_interval = "100ms"\n'
         f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        f'[api]\nlisten = ""\n[state]\ndir = "{tmp_path}/state"\n'
+        f'[api]\nlisten = ""\n[state]\ndir = "{tmp_path}/state"\n' + more
     )
     return config
 

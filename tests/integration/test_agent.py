@@ -17,10 +17,12 @@ from tests.agentkit import (
     configure,
     events_become,
     free_port,
+    fresh_sample,
     next_log,
     scrape,
     start,
 )
+from tests.receivers import WebhookReceiver
 
 
 async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
@@ -82,3 +84,37 @@ async def test_a_port_already_taken_is_refused_in_one_line(tmp_path: Path) -> No
         refused = await next_log(agent, "refused")
         assert "cannot listen on 127.0.0.1:" in refused["detail"]
         assert await agent.wait() == 2
+
+
+async def test_sighup_applies_new_sinks_and_refuses_bad_settings(tmp_path: Path) -> None:
+    port = free_port()
+    async with WebhookReceiver("one") as first, WebhookReceiver("two") as second:
+        hook = '[alerts.webhook]\nurl = "{}/hook"\nsecret = "{}"\n'
+        config = configure(tmp_path, port, hook.format(first.url, "one"))
+        (tmp_path / "log" / "postgresql-1.csv").write_bytes(b"")
+        agent = await start(config)
+        try:
+            assert (await next_log(agent, "started"))["sinks"] == "webhook, local"
+            configure(tmp_path, port, hook.format(second.url, "two"))
+            agent.send_signal(signal.SIGHUP)
+            reloaded = await next_log(agent, "reloaded")
+            assert reloaded["applied"] == "sinks" and reloaded["needs_restart"] == "nothing"
+            (tmp_path / "log" / "postgresql-1.csv").write_bytes(fresh_sample())
+            await next_log(agent, "alert_active")
+            for _ in range(100):
+                if second.received:
+                    break
+                await asyncio.sleep(0.1)
+            assert [s.json["action"] for s in second.received][:1] == ["trigger"]
+            assert first.received == [] and second.rejected == []  # signed with the new secret
+            configure(tmp_path, port, '[alerts]\npage_on = "sometimes"\n')
+            agent.send_signal(signal.SIGHUP)
+            refused = await next_log(agent, "reload_refused")
+            assert "page_on" in refused["detail"]
+            assert (await scrape(port))["tablewatch_source_up{source=audit_log}"] == 1
+            agent.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(agent.wait(), 30) == 0
+        finally:
+            if agent.returncode is None:
+                agent.kill()
+                await agent.wait()
