@@ -40,6 +40,7 @@ from core.tables import TableName, WatchedTables
 from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center, host_name
 from tablewatch.live import LiveEngine
 from tablewatch.metrics import EngineCollector
+from tablewatch.trail import OperatorTrail, TrailError
 from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
 
 CHECKPOINT = "audit_log.checkpoint.json"
@@ -181,7 +182,12 @@ async def agent(
         log("error", "refused", detail=str(exc))
         return 2
     engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
-    live = LiveEngine(engine, center, name="agent")
+    try:  # the principals operators marked expected (from a dashboard) stay expected
+        live = LiveEngine(engine, center, trail=OperatorTrail(state), name="agent")
+    except TrailError as exc:
+        log("error", "refused", detail=str(exc))
+        await center.close()
+        return 2
     store = CheckpointStore(state / CHECKPOINT)
     live.attach(
         _tail(settings, tables, store, log), make=lambda: _tail(settings, tables, store, log)
