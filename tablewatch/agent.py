@@ -143,9 +143,14 @@ async def _watch(live: LiveEngine, log: Log) -> None:
 
 
 async def reload(
-    settings: Settings, load: Callable[[], Settings], center: AlertCenter, log: Log
+    settings: Settings,
+    load: Callable[[], Settings],
+    center: AlertCenter,
+    log: Log,
+    started: Settings | None = None,
 ) -> Settings:
-    """Read the settings again and apply what can be applied live; the settings now in force."""
+    """Read the settings again and apply what can be applied live; the settings now in force.
+    What needs a restart is what differs from the settings the agent `started` with."""
     try:
         fresh = load()
         sinks = build_sinks(
@@ -155,7 +160,8 @@ async def reload(
         log("error", "reload_refused", detail=str(exc))
         return settings
     changed = await center.reconfigure(Rules.from_settings(fresh.alerts), sinks)
-    later = [name for name in RESTART_SECTIONS if getattr(fresh, name) != getattr(settings, name)]
+    running = started or settings
+    later = [name for name in RESTART_SECTIONS if getattr(fresh, name) != getattr(running, name)]
     log("info", "reloaded", applied=", ".join(changed) or "nothing changed",
         needs_restart=", ".join(later) or "nothing")  # fmt: skip
     return fresh
@@ -245,9 +251,10 @@ async def _reloading(
     log: Log,
     hangups: asyncio.Queue[None],
 ) -> None:
+    started = settings
     while True:
         await hangups.get()
-        settings = await reload(settings, load, center, log)
+        settings = await reload(settings, load, center, log, started)
 
 
 def run_agent(

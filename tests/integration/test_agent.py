@@ -112,6 +112,11 @@ async def test_sighup_applies_new_sinks_and_refuses_bad_settings(tmp_path: Path)
             refused = await next_log(agent, "reload_refused")
             assert "page_on" in refused["detail"]
             assert (await scrape(port))["tablewatch_source_up{source=audit_log}"] == 1
+            configure(tmp_path, port, '[[tables]]\nname = "crm.orders"\n')
+            for _ in range(2):  # said again at each reload until the agent is restarted
+                agent.send_signal(signal.SIGHUP)
+                reloaded = await next_log(agent, "reloaded")
+                assert reloaded["needs_restart"] == "tables"
             agent.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(agent.wait(), 30) == 0
         finally:
