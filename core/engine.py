@@ -101,11 +101,6 @@ class Engine:
         self.findings_raised: dict[Severity, int] = dict.fromkeys(Severity, 0)
         self.reasons_raised: dict[tuple[Severity, str], int] = {}
         """Findings by (severity, reason code), each reason of a finding counted."""
-        self.reads: dict[str, list[int]] = {str(t): [0] * len(Severity) for t in config.tables}
-        """Statements on each watched table, by the reader's severity at the time (a list
-        indexed by Severity): what the metrics export."""
-        self.rows_read: dict[str, list[int]] = {str(t): [0] * len(Severity) for t in config.tables}
-        """Rows read from each watched table (logged, or estimated), likewise."""
 
     # time and learning --------------------------------------------------------------------------
 
@@ -240,8 +235,8 @@ class Engine:
         if estimated:
             r.estimated = True
         reported = r.reported
-        self.reads[name][reported] += 1
-        self.rows_read[name][reported] += rows
+        table.reads[reported] += 1  # the table's record is at hand: no lookup per event
+        table.rows_read[reported] += rows
         r.statements += 1
         r.last_us = t
         if multi or soft or (not lookup and plan.bulk):
@@ -356,6 +351,11 @@ class Engine:
             tables,
             readers_total=len(self._readers),
         )
+
+    def read_counts(self) -> dict[str, tuple[list[int], list[int]]]:
+        """Per watched table: statements and rows read, each indexed by the reader's severity
+        at the time."""
+        return {name: (t.reads, t.rows_read) for name, t in self._sizes.by_table.items()}
 
     def summary(
         self, now_us: int, skip: Collection[tuple[str, str, str, str]]

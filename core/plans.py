@@ -33,7 +33,7 @@ class TableSize:
     """A watched table's size: configured or set by a live source, else learned from the rows
     pgaudit logged for whole-table reads."""
 
-    __slots__ = ("name", "known", "learned", "rows")
+    __slots__ = ("name", "known", "learned", "rows", "reads", "rows_read")
 
     def __init__(self, name: str, known: int | None) -> None:
         self.name = name
@@ -41,6 +41,10 @@ class TableSize:
         self.learned = 0
         self.rows: int | None = known or None
         """What the signals use."""
+        self.reads = [0, 0, 0, 0]
+        """Statements on the table, indexed by the reader's severity at the time (metrics)."""
+        self.rows_read = [0, 0, 0, 0]
+        """Rows read from it (logged, or estimated), likewise."""
 
     def learn(self, rows: int) -> None:
         """A whole-table read returned `rows`: the table has at least that many."""

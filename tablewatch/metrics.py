@@ -111,10 +111,11 @@ class EngineCollector(Collector):
             "statement's shape), by the reader's severity at the time.",
             labels=["table", "severity"],
         )
-        for table, counts in engine.reads.items():
+        counted = engine.read_counts()
+        for table, (statements, total) in counted.items():
             for sev in SEVERITIES:
-                reads.add_metric([table, sev.label], counts[sev])
-                rows.add_metric([table, sev.label], engine.rows_read[table][sev])
+                reads.add_metric([table, sev.label], statements[sev])
+                rows.add_metric([table, sev.label], total[sev])
         yield reads
         yield rows
         size = GaugeMetricFamily(
@@ -122,7 +123,7 @@ class EngineCollector(Collector):
             "The watched table's size in rows, as configured, learned or read from the database.",
             labels=["table"],
         )
-        for table in engine.reads:
+        for table in counted:
             known = engine.table_rows(table)
             if known is not None:
                 size.add_metric([table], known)
@@ -173,7 +174,7 @@ class EngineCollector(Collector):
             "Readers (user, client, application) of a watched table seen lately, by severity.",
             labels=["table", "severity"],
         )
-        for table in engine.reads:
+        for table in engine.read_counts():
             for sev in SEVERITIES:
                 readers.add_metric([table, sev.label], by_severity.get((table, sev), 0))
         yield readers
