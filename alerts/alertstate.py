@@ -40,11 +40,6 @@ class AlertRecord:
     deliveries: dict[str, SinkState] = field(default_factory=dict)
     resent_us: dict[str, int] = field(default_factory=dict)
 
-    @staticmethod
-    def delivery(sink: str, state: str, detail: str, item: int = 0) -> SinkState:
-        """A sink's state (a small constructor the center calls)."""
-        return SinkState(sink, state, detail, item)
-
     def escalate(self, severity: Severity, reasons: tuple[Reason, ...], summary: str) -> None:
         """The reader got worse: the alert says so (and is sent again)."""
         self.alert = dataclasses.replace(

@@ -16,10 +16,10 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final
 
-from alerts.alertstate import AlertRecord
+from alerts.alertstate import AlertRecord, SinkState
 from alerts.delivery import Dispatcher
 from alerts.outbox import Item, Outbox, OutboxError
 from alerts.records import Records
@@ -125,7 +125,7 @@ class AlertCenter:
                     continue
                 action, state, detail = found
                 shown = _DONE_STATE[Action(action)] if state == "sent" else state
-                record.deliveries[name] = record.delivery(name, shown, detail, d.item)
+                record.deliveries[name] = SinkState(name, shown, detail, d.item)
 
     # the rules ----------------------------------------------------------------------------------
 
@@ -274,7 +274,7 @@ class AlertCenter:
         except OutboxError as exc:  # shown on the alert and in the health line, now
             self.problems["queue"] = f"cannot queue alerts: {exc}"
             for name in self.sinks:
-                record.deliveries[name] = record.delivery(name, "failed", f"not queued: {exc}")
+                record.deliveries[name] = SinkState(name, "failed", f"not queued: {exc}")
             self._dirty.add(record.alert.key)
         else:
             self.problems.pop("queue", None)
@@ -294,7 +294,7 @@ class AlertCenter:
                 self.outbox.cancel(name, key, keep=flying, actions=(Action.TRIGGER,))
                 if not self.outbox.reached(name, key) and not self._flying(name, key):
                     self.outbox.cancel(name, key, keep=flying)  # its acknowledge too
-                    record.deliveries[name] = record.delivery(
+                    record.deliveries[name] = SinkState(
                         name, "resolved", "resolved before it was delivered: nothing sent"
                     )
                     return
@@ -303,14 +303,14 @@ class AlertCenter:
                 return
         payload = sink.render(alert, step, found[0] if found else None)
         if payload is None:
-            record.deliveries[name] = record.delivery(name, _DONE_STATE[step.action], "")
+            record.deliveries[name] = SinkState(name, _DONE_STATE[step.action], "")
             return
         held = self._held_until(record, step)
         item = self.outbox.enqueue(
             name, key, step.action, payload, due_at=None if held is None else held / 1e6
         )
         detail = "held: quiet hours" if held is not None else ""
-        record.deliveries[name] = record.delivery(name, "queued", detail, item)
+        record.deliveries[name] = SinkState(name, "queued", detail, item)
         record.resent_us[name] = step.time_us
 
     def _flying(self, sink: str, key: str) -> bool:
@@ -324,7 +324,7 @@ class AlertCenter:
         """An alert whose trigger was folded into an aggregate: its acknowledge stays here; once
         every alert of the aggregate is resolved, the aggregate is resolved in the sink."""
         state = _DONE_STATE[step.action]
-        record.deliveries[name] = record.delivery(name, state, "within an aggregate")
+        record.deliveries[name] = SinkState(name, state, "within an aggregate")
         if step.action is not Action.RESOLVE:
             return
         members = {m.key for m in self.outbox.members(aggregate)}
@@ -351,7 +351,7 @@ class AlertCenter:
         else:
             wait = f"retry in {delay:.0f}s: " if delay is not None else ""
             state, detail = "queued", f"{wait}{verdict.detail}"
-        record.deliveries[item.sink] = record.delivery(item.sink, state, detail, item.id)
+        record.deliveries[item.sink] = SinkState(item.sink, state, detail, item.id)
         self._dirty.add(item.key)
         self._changed.set()
 
@@ -484,14 +484,23 @@ class AlertCenter:
         parts += [f"{name}: {why}" for name, why in self.dispatcher.trouble.items()]
         return "; ".join(parts)
 
-    async def settle(self, key: str, seconds: float) -> AlertView | None:
-        """Wait (up to `seconds`) until no delivery of `key` is still queued for a first try;
-        the alert as it stands then."""
+    async def settle(
+        self,
+        key: str,
+        seconds: float,
+        *,
+        sinks: Collection[str] | None = None,
+        retries: bool = False,
+    ) -> AlertView | None:
+        """Wait (up to `seconds`) until no delivery of `key` (to `sinks`, when given) is still
+        queued for a first try, or with `retries` queued at all; the alert as it stands then."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             record = self._records.get(key)
             if record is None or all(
-                d.state != "queued" or d.detail for d in record.deliveries.values()
+                d.state != "queued" or (d.detail and not retries)
+                for d in record.deliveries.values()
+                if sinks is None or d.sink in sinks
             ):
                 break
             self._changed.clear()

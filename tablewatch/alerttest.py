@@ -31,7 +31,6 @@ from alerts.rules import Rules
 from core.findings import PrincipalKey, Reason, Severity
 from core.safetext import safe
 from core.settings import Settings
-from core.snapshot import AlertView
 from tablewatch.alerting import host_name
 
 EXIT_FAILED = 1
@@ -95,17 +94,6 @@ def _masked(text: str, secrets: list[str]) -> str:
     return safe(text, 400)
 
 
-async def _wait(center: AlertCenter, key: str, sinks: set[str], until: float) -> AlertView | None:
-    """Until no delivery of `key` to `sinks` is queued any more (or `until`, monotonic)."""
-    while True:
-        view = center.view(key)
-        if view is None or all(d.state != "queued" for d in view.deliveries if d.sink in sinks):
-            return view
-        if time.monotonic() >= until:
-            return view
-        await asyncio.sleep(0.1)
-
-
 async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> list[str]:
     """Trigger, then resolve where the trigger went through; one report line per sink."""
     deadline = time.monotonic() + wait
@@ -119,7 +107,7 @@ async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> lis
             operator="tablewatch alert test",
             origin="test",
         )
-        triggered = await _wait(center, alert.key, set(center.sinks), deadline)
+        triggered = await center.settle(alert.key, wait, retries=True)
         sent = {d.sink: d for d in triggered.deliveries} if triggered else {}
         through = {name for name, d in sent.items() if d.state == "sent"}
         resolved: dict[str, str] = {}
@@ -129,7 +117,7 @@ async def _run(center: AlertCenter, principal: PrincipalKey, wait: float) -> lis
             center.resolve(alert.key, "test over", "tablewatch alert test")
             left = deadline - time.monotonic()
             grace = min(RESOLVE_WAIT, max(RESOLVE_GRACE, left))
-            after = await _wait(center, alert.key, through, time.monotonic() + grace)
+            after = await center.settle(alert.key, grace, sinks=through, retries=True)
             if after is not None:
                 resolved = {d.sink: d.state for d in after.deliveries if d.sink in through}
     finally:

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from alerts.center import AlertCenter
+from alerts.center import AlertCenter, wall_us
 from core.engine import Engine
 from core.events import AccessEvent
 from core.findings import Finding, PrincipalKey
@@ -45,11 +45,6 @@ REFREEZE_SECONDS = 600.0
 """How often the frozen objects are handed back to the collector for one full collection."""
 
 _Key = tuple[str, str, str, str]
-
-
-def wall_us() -> int:
-    """Now, in microseconds since the Unix epoch (the live clock)."""
-    return time.time_ns() // 1000
 
 
 class _Feed:
