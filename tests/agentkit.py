@@ -7,8 +7,9 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,15 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tablewatch.pgcluster import free_port
+
+__all__ = ["free_port"]  # the tests' one free-port helper, re-exported for them
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tablewatch" / "samples" / "pgaudit-sample.csv"
 SAMPLE_EVENTS = 170
 """Records of the sample the engine takes: the 169 about crm.client_list that `tablewatch
 replay --events` prints, and one about the audit set-up (watched for tampering)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def configure(tmp_path: Path, port: int, more: str = "") -> Path:
@@ -50,6 +49,18 @@ async def start(config: Path) -> asyncio.subprocess.Process:
         "--log-format", "json",
         cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT)}, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+@asynccontextmanager
+async def running(config: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The agent started on `config`, killed on the way out if a test left it running."""
+    agent = await start(config)
+    try:
+        yield agent
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
 
 
 async def next_log(proc: asyncio.subprocess.Process, event: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.agentkit import (
     free_port,
     fresh_sample,
     next_log,
+    running,
     scrape,
     start,
 )
@@ -29,8 +30,7 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
     port = free_port()
     config = configure(tmp_path, port)
     shutil.copy(SAMPLE, tmp_path / "log" / "postgresql-1.csv")
-    agent = await start(config)
-    try:
+    async with running(config) as agent:
         started = await next_log(agent, "started")
         assert started["metrics"] == f"http://127.0.0.1:{port}/metrics"
         assert started["sinks"] == "local"
@@ -47,10 +47,6 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
         stopped = await next_log(agent, "stopped")
         assert stopped["events"] == SAMPLE_EVENTS
         assert await asyncio.wait_for(agent.wait(), 30) == 0
-    finally:
-        if agent.returncode is None:
-            agent.kill()
-            await agent.wait()
     state = tmp_path / "state"
     assert (state / "audit_log.checkpoint.json").exists() and (state / "baselines.json").exists()
     recorded = [json.loads(line) for line in (state / "alerts.jsonl").read_text().splitlines()]
@@ -58,8 +54,7 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
         ("trigger", "rule", "critical")
     ]
 
-    again = await start(config)  # resumes at the checkpoint: nothing is read twice
-    try:
+    async with running(config) as again:  # resumes at the checkpoint: nothing is read twice
         await next_log(again, "started")
         await asyncio.sleep(1.0)
         assert (await scrape(port))["tablewatch_events_total{}"] == 0
@@ -69,10 +64,6 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
         assert m["tablewatch_events_total{}"] == SAMPLE_EVENTS
         again.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(again.wait(), 30) == 0
-    finally:
-        if again.returncode is None:
-            again.kill()
-            await again.wait()
 
 
 async def test_a_port_already_taken_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -92,8 +83,7 @@ async def test_sighup_applies_new_sinks_and_refuses_bad_settings(tmp_path: Path)
         hook = '[alerts.webhook]\nurl = "{}/hook"\nsecret = "{}"\n'
         config = configure(tmp_path, port, hook.format(first.url, "one"))
         (tmp_path / "log" / "postgresql-1.csv").write_bytes(b"")
-        agent = await start(config)
-        try:
+        async with running(config) as agent:
             assert (await next_log(agent, "started"))["sinks"] == "webhook, local"
             configure(tmp_path, port, hook.format(second.url, "two"))
             agent.send_signal(signal.SIGHUP)
@@ -119,7 +109,3 @@ async def test_sighup_applies_new_sinks_and_refuses_bad_settings(tmp_path: Path)
                 assert reloaded["needs_restart"] == "tables"
             agent.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(agent.wait(), 30) == 0
-        finally:
-            if agent.returncode is None:
-                agent.kill()
-                await agent.wait()

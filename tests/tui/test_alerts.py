@@ -31,6 +31,7 @@ from tests.tui.world import (
     feed,
     live,
     normal_traffic,
+    notices,
     screen_text,
     settle,
 )
@@ -44,10 +45,6 @@ from tui.readers import ReadersTable
 
 SIZE = (100, 30)
 MALLORY = PrincipalKey("mallory", "203.0.113.9", "psql", "crm.client_list")
-
-
-def notices(app: DashboardApp) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 def severities(app: DashboardApp) -> list[str]:

@@ -17,6 +17,7 @@ from tests.tui.world import (
     app_for,
     feed,
     live,
+    notices,
     screen_text,
     settle,
 )
@@ -37,11 +38,6 @@ async def pane_text(app: DashboardApp, pilot: Pilot[None], tab: str) -> str:
     await pilot.pause()
     panes = {"detail": DetailPane, "events": EventsPane, "findings": FindingsPane}
     return app.query_one(panes[tab]).text.plain
-
-
-def notices(app: DashboardApp) -> list[str]:
-    """The notifications shown so far."""
-    return [n.message for n in app._notifications]
 
 
 def table(app: DashboardApp) -> ReadersTable:

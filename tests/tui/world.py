@@ -166,6 +166,11 @@ def screen_console(app: App[Any], color_system: str | None = None) -> tuple[Cons
     return console, update
 
 
+def notices(app: App[Any]) -> list[str]:
+    """The notifications shown so far."""
+    return [n.message for n in app._notifications]
+
+
 def screen_text(app: App[Any]) -> str:
     """What the terminal shows now, as plain text (the screen and any dialog on it)."""
     console, update = screen_console(app)
