@@ -99,6 +99,8 @@ class PrincipalKey:
     client_addr: str
     application_name: str
     table: str
+    agent: str = ""
+    """Which agent saw it, in a dashboard attached to several (a fleet); "" everywhere else."""
 
     def fields(self) -> dict[str, str]:
         """`{"user", "client_addr", "application_name", "table"}`, as records name them."""

@@ -170,8 +170,29 @@ class ApiSettings(_Section):
     """`[api]`: the agent API that remote dashboards attach to."""
 
     listen: str = "127.0.0.1:9747"
+    """host:port; "" disables."""
     token: SecretStr | None = None
-    """Required when listening off loopback (TABLEWATCH_API__TOKEN)."""
+    """Required when listening off loopback (TABLEWATCH_API__TOKEN); a dashboard attaching with
+    `--agent` sends it. At least 16 characters (`openssl rand -hex 32`)."""
+    tls_cert_file: str = ""
+    """PEM certificate (with its chain) to serve HTTPS; with tls_key_file. "" serves HTTP."""
+    tls_key_file: str = ""
+    ca_file: str = ""
+    """For a dashboard attaching to https:// agents: the CA certificate(s) to trust, when not
+    the system's."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("token: at least 16 characters (openssl rand -hex 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        return self
 
 
 class StateSettings(_Section):

@@ -136,20 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard = sub.add_parser(
         "dashboard",
-        help="the live terminal dashboard over the audit log of the settings",
+        help="the live terminal dashboard over the audit log of the settings, or attached to "
+        "agents (--agent)",
         description="Follow [audit_log] path, rank the readers of the watched tables and show "
         "them live; page, mark expected or snooze from the keyboard (? for the keys).",
     )
     _table_option(dashboard)
     dashboard.add_argument(
-        "--agent", metavar="URL", help="attach to a running agent (not built yet)"
+        "--agent",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="attach to a running agent's API (http(s)://host:port; repeatable: one dashboard "
+        "for several agents, each row saying which); token from [api] token or "
+        "TABLEWATCH_API__TOKEN",
     )
     run = sub.add_parser(
         "run",
-        help="the headless agent: audit log, detection, alert delivery, Prometheus /metrics",
+        help="the headless agent: audit log, detection, alert delivery, Prometheus /metrics, "
+        "the API dashboards attach to",
         description="Follow [audit_log] path (resuming at its checkpoint), rank the readers of "
-        "the watched tables, page through the configured sinks and serve /metrics on [metrics] "
-        "listen, until SIGTERM or SIGINT (then the position, habits and alerts are saved).",
+        "the watched tables, page through the configured sinks, serve /metrics on [metrics] "
+        "listen and the agent API on [api] listen, until SIGTERM or SIGINT (then the "
+        "position, habits and alerts are saved).",
     )
     _table_option(run)
     run.add_argument(
@@ -236,7 +245,13 @@ def _terminal() -> bool:
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     if args.agent:
-        raise _Refused("--agent: attaching to an agent comes with `tablewatch run` (not built yet)")
+        if args.table:
+            raise _Refused("--table with --agent: the agents watch the tables of their settings")
+        if not _terminal():
+            raise _Refused("the dashboard needs a terminal (stdin, stdout and stderr)")
+        from tablewatch.dashboard import run_remote_dashboard
+
+        return run_remote_dashboard(settings, args.agent)
     tables = _tables(args, settings)
     _prefix(settings.audit_log.log_line_prefix)
     if not _terminal():

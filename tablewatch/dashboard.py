@@ -110,6 +110,24 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
     return 0
 
 
+def run_remote_dashboard(settings: Settings, agents: list[str], err: TextIO = sys.stderr) -> int:
+    """The dashboard attached to one agent's API, or to several (a fleet view)."""
+    from tablewatch.remote import AgentAddress, AgentAddressError, FleetView, RemoteView, client_tls
+
+    api = settings.api
+    token = api.token.get_secret_value() if api.token is not None else None
+    try:
+        tls = client_tls(api.ca_file)
+        views = [RemoteView(AgentAddress.parse(a), token, tls=tls) for a in agents]
+        view: RemoteView | FleetView = views[0] if len(views) == 1 else FleetView(views)
+    except AgentAddressError as exc:
+        print(f"tablewatch dashboard: {exc}", file=err)
+        return 2
+    app = DashboardApp(view, operator=operator_name())
+    asyncio.run(_serve(app, view.run()))
+    return 0
+
+
 DEMO_LEGEND = "demo: an intruder in ~10 s, critical by ~30 s: select it (↑) and press a"
 
 

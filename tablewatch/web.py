@@ -1,5 +1,5 @@
-"""The agent's HTTP listener: Prometheus `/metrics` (and, next, the agent API), with the
-exporter-toolkit's protections: optional TLS and HTTP basic auth against bcrypt hashes.
+"""The agent's HTTP listeners: Prometheus `/metrics` with the exporter-toolkit's protections
+(optional TLS and HTTP basic auth against bcrypt hashes), and the agent API (`tablewatch.api`).
 
 prometheus-client's own server has TLS but no basic auth, so /metrics is served from aiohttp. A
 bcrypt check costs tens of milliseconds by design: it runs in a thread, and a password that
@@ -14,9 +14,10 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import ipaddress
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 CACHE_SECONDS: Final = 60.0
 REALM: Final = 'Basic realm="tablewatch", charset="UTF-8"'
+SHUTDOWN_SECONDS: Final = 3.0
+"""Requests still running when the listener stops get this long to finish."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -126,30 +129,49 @@ def metrics_handler(registry: CollectorRegistry) -> Handler:
     return metrics
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host`.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("")
+    (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class WebServer:
-    """One listener serving the given routes (`path -> GET handler`)."""
+    """One listener serving the given routes (`path -> GET handler`, or aiohttp route defs)."""
 
     def __init__(
         self,
         address: Address,
-        routes: Mapping[str, Handler],
+        routes: Mapping[str, Handler] | Sequence[web.RouteDef],
         *,
         tls: ssl.SSLContext | None = None,
         users: Mapping[str, str] | None = None,
+        middlewares: Sequence[Middleware] = (),
+        max_body: int = 1024**2,
     ) -> None:
         self.address = address
         self.tls = tls
-        middlewares = [BasicAuth(users).middleware()] if users else []
-        self.app = web.Application(middlewares=middlewares)
-        for path, handler in routes.items():
-            self.app.router.add_get(path, handler)
+        guards = [BasicAuth(users).middleware()] if users else []
+        self.app = web.Application(middlewares=[*guards, *middlewares], client_max_size=max_body)
+        if isinstance(routes, Mapping):
+            for path, handler in routes.items():
+                self.app.router.add_get(path, handler)
+        else:
+            self.app.add_routes(routes)
         self._runner: web.AppRunner | None = None
         self.port = address.port
         """The port listened on (the one chosen when `address.port` is 0)."""
 
     async def start(self) -> None:
         """Listen; ListenError in one line when the address cannot be had."""
-        runner = web.AppRunner(self.app, access_log=None)
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         site = web.TCPSite(runner, self.address.host, self.address.port, ssl_context=self.tls)
         try:

@@ -153,7 +153,7 @@ def alert_cells(alert: AlertView, sinks_w: int, reader_w: int = READER_W) -> tup
         t.severity_word(alert.severity),
         state_cell(alert),
         origin(alert),
-        t.data(f"{p.user}@{p.client_addr or '?'}", reader_w),
+        t.data(f"{p.agent + ':' if p.agent else ''}{p.user}@{p.client_addr or '?'}", reader_w),
         t.label(t.count(alert.findings).rjust(FINDINGS_W)),
         sinks_cell(alert.deliveries, sinks_w),
     )

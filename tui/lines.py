@@ -18,7 +18,10 @@ from tui import text as t
 USER_W, ADDR_W, APP_W, WHY_W = 10, 15, 11, 13
 """Column widths of the readers table and the tail: the data is cut to them."""
 
+AGENT_W = 8
+
 READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("agent", "agent", AGENT_W),
     ("sev", "sev", 4),
     ("flags", "", 3),
     ("score", "score", 5),
@@ -32,12 +35,15 @@ READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("recent", "last hour", 12),
 )
 """(key, header, width) of each column: headers are ours, widths bound the cells. Ordered by what
-an operator needs first; the reasons' details are in the detail pane."""
+an operator needs first; the reasons' details are in the detail pane. `agent` is shown only in a
+fleet's dashboard (attached to several agents)."""
 NARROW_COLUMNS = frozenset(
     ("sev", "flags", "user", "client", "application", "rows", "fraction", "why")
 )
 """The columns that fit 80 terminal columns (score, last seen and the sparkline are in the
 detail pane)."""
+FLEET_NARROW_COLUMNS = (NARROW_COLUMNS - {"application"}) | {"agent"}
+"""The same in a fleet: the agent instead of the application (in the detail pane)."""
 
 
 def flags(reader: ReaderView, alert: str = "") -> Text:
@@ -70,6 +76,7 @@ def reader_cells(reader: ReaderView, now_us: int, alert: str = "") -> tuple[Text
     """One row of the readers table, in READER_COLUMNS order (`alert`: its alert mark)."""
     p = reader.principal
     return (
+        t.data(p.agent, AGENT_W, t.ACCENT),
         t.severity_word(reader.severity),
         flags(reader, alert),
         t.label(f"{reader.score:>3}"),
@@ -85,9 +92,11 @@ def reader_cells(reader: ReaderView, now_us: int, alert: str = "") -> tuple[Text
 
 
 def who(p: PrincipalKey, limit: int = 60) -> Text:
-    """`user @ address  application → table`."""
+    """`user @ address  application → table`, after `agent:` in a fleet."""
+    agent = (t.data(p.agent, limit, t.ACCENT), t.label(":", t.DIM)) if p.agent else ()
     return t.join(
         (
+            *agent,
             t.data(p.user, limit, t.BOLD),
             t.label("@", t.DIM),
             t.data(p.client_addr or "?", limit),

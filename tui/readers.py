@@ -12,7 +12,7 @@ from core.events import AccessEvent
 from core.findings import PrincipalKey
 from core.snapshot import ReaderView
 from tui import text as t
-from tui.lines import NARROW_COLUMNS, READER_COLUMNS, reader_cells
+from tui.lines import FLEET_NARROW_COLUMNS, NARROW_COLUMNS, READER_COLUMNS, reader_cells
 
 ORDERS = ("anomaly", "rows", "last seen", "user")
 """The sort orders `o` cycles through."""
@@ -93,6 +93,8 @@ class ReadersTable(DataTable[Text]):
         self._memo_at = -1
         self._shown: tuple[int, ...] = ()
         """Indexes into READER_COLUMNS of the columns shown."""
+        self.fleet = False
+        """Readers come from several agents: the agent column is shown."""
 
     def on_mount(self) -> None:
         self._set_columns(self.app.size.width)
@@ -101,10 +103,11 @@ class ReadersTable(DataTable[Text]):
         self._set_columns(self.app.size.width)
 
     def _set_columns(self, width: int) -> None:
+        narrow = FLEET_NARROW_COLUMNS if self.fleet else NARROW_COLUMNS
         shown = tuple(
             i
             for i, (key, _, _) in enumerate(READER_COLUMNS)
-            if width >= self.WIDE or key in NARROW_COLUMNS
+            if (width >= self.WIDE and (key != "agent" or self.fleet)) or key in narrow
         )
         if shown == self._shown:
             return
@@ -143,6 +146,10 @@ class ReadersTable(DataTable[Text]):
         Returns the principal the cursor ends on.
         """
         principals = [r.principal for r in readers]
+        fleet = any(p.agent for p in principals)
+        if fleet != self.fleet:
+            self.fleet = fleet
+            self._set_columns(self.app.size.width)
         marks = marks or {}
         # a re-sort or a filter shows the same snapshot's readers again: their cells are reused
         memo = self._memo if self._memo_at == now_us else {}

@@ -1,0 +1,301 @@
+"""The agent API (DESIGN.md): what a remote dashboard needs, as JSON over HTTP.
+
+    GET  /api/v1/snapshot                 the latest snapshot (`tablewatch.wire.snapshot_json`)
+    GET  /api/v1/stream[?interval=S]      a snapshot every S seconds (default 1) as server-sent
+                                          events (`event: snapshot`, `data: <one JSON line>`)
+    POST /api/v1/alerts                   page: {user, client_addr, application_name, table,
+                                          severity, operator, note?, reasons?} -> 201, the alert
+    POST /api/v1/alerts/{key}/ack         acknowledge: {operator, note?} -> the alert
+    POST /api/v1/alerts/{key}/resolve     resolve: {operator, note?} -> the alert
+    POST /api/v1/expected                 mark a reader expected: {principal..., operator, note?}
+    POST /api/v1/snooze                   snooze a reader: {principal..., operator, seconds}
+
+With a token configured, every request needs `Authorization: Bearer <token>` (the agent refuses
+to listen off loopback without one). Every refusal is JSON `{"error": "<one line>"}` with a 4xx
+status that says what kind: 400 malformed (the field named), 401 no or wrong token, 404 no such
+endpoint or alert, 405 wrong method, 409 the action cannot be done now (the agent's reason), 413
+body too large, 415 not JSON, 503 too many streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from core.findings import PrincipalKey
+from core.view import ActionRefused, EngineView, PageRequest
+from tablewatch.wire import (
+    Fields,
+    WireError,
+    alert_json,
+    read_principal,
+    read_reason,
+    snapshot_json,
+)
+
+PREFIX: Final = "/api/v1"
+MAX_BODY: Final = 64 * 1024
+"""Request bodies are small (a note is at most NOTE_CHARS): anything larger is refused (413)."""
+NOTE_CHARS: Final = 4000
+OPERATOR_CHARS: Final = 200
+MAX_STREAMS: Final = 32
+STREAM_INTERVAL: Final = (0.2, 1.0, 60.0)
+"""Smallest, default and largest interval between two streamed snapshots, seconds."""
+SNAPSHOT_REUSE_SECONDS: Final = 0.2
+"""Clients asking within this long of each other share one encoded snapshot."""
+SNOOZE_MAX_SECONDS: Final = 7 * 86_400
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def refusal(status: int, reason: str) -> web.Response:
+    """A JSON refusal: `{"error": reason}`."""
+    return web.json_response({"error": reason}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (404, 405, 413) as JSON with a reason, like ours."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = {
+            404: f"no such endpoint: {request.path[:200]} (see {PREFIX}/snapshot)",
+            405: f"{request.method[:20]} is not allowed on {request.path[:200]}",
+            413: f"the body is larger than {MAX_BODY:,} bytes",
+        }.get(exc.status, exc.reason)
+        return refusal(exc.status, reason)
+
+
+def token_guard(token: str) -> Middleware:
+    """Refuse (401) whoever does not send `Authorization: Bearer <token>`."""
+    expected = token.encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            answer = refusal(401, "a valid token is required: Authorization: Bearer <token>")
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="tablewatch"'
+            return answer
+        return await handler(request)
+
+    return guard
+
+
+class AgentApi:
+    """The API's handlers over an engine view (the agent's `LiveEngine`)."""
+
+    def __init__(self, view: EngineView) -> None:
+        self.view = view
+        self.closing = asyncio.Event()
+        self.streams = 0
+        self._encoded: tuple[float, bytes] = (-1.0, b"")
+        self._encoding: asyncio.Lock = asyncio.Lock()
+
+    def routes(self) -> list[web.RouteDef]:
+        """Every endpoint."""
+        return [
+            web.get(f"{PREFIX}/snapshot", self.snapshot),
+            web.get(f"{PREFIX}/stream", self.stream),
+            web.post(f"{PREFIX}/alerts", self.page),
+            web.post(f"{PREFIX}/alerts/{{key}}/ack", self.acknowledge),
+            web.post(f"{PREFIX}/alerts/{{key}}/resolve", self.resolve),
+            web.post(f"{PREFIX}/expected", self.expected),
+            web.post(f"{PREFIX}/snooze", self.snooze),
+        ]
+
+    def middlewares(self, token: str | None) -> list[Middleware]:
+        """JSON refusals, and the token check when there is a token."""
+        return [json_errors, *([token_guard(token)] if token else [])]
+
+    async def close(self, app: web.Application | None = None) -> None:
+        """End the streams (the listener is stopping)."""
+        self.closing.set()
+
+    # reading ------------------------------------------------------------------------------------
+
+    async def _snapshot_bytes(self) -> bytes:
+        async with self._encoding:
+            at, body = self._encoded
+            now = time.monotonic()
+            if now - at > SNAPSHOT_REUSE_SECONDS:
+                snap = await self.view.snapshot()
+                body = msgspec.json.encode(snapshot_json(snap, self.view.name))
+                self._encoded = (now, body)
+            return body
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/snapshot`."""
+        body = await self._snapshot_bytes()
+        return web.Response(body=body, content_type="application/json")
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/v1/stream`: snapshots as server-sent events until the client leaves."""
+        low, default, high = STREAM_INTERVAL
+        raw = request.query.get("interval", str(default))
+        try:
+            interval = float(raw)
+        except ValueError:
+            return refusal(400, f"interval: expected seconds, got {raw[:40]!r}")
+        if not low <= interval <= high:
+            return refusal(400, f"interval: expected {low} to {high:g} seconds")
+        if self.streams >= MAX_STREAMS:
+            return refusal(503, f"too many streams open ({MAX_STREAMS}); try again later")
+        answer = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        self.streams += 1
+        try:
+            await answer.prepare(request)
+            await answer.write(f"retry: {int(interval * 1000)}\n\n".encode())
+            while not self.closing.is_set():
+                body = await self._snapshot_bytes()
+                await answer.write(b"event: snapshot\ndata: " + body + b"\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), interval)
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client left (or the agent is stopping)
+        finally:
+            self.streams -= 1
+        return answer
+
+    # acting -------------------------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/alerts`: the operator's page."""
+        try:
+            f = await _body(request)
+            principal = await self._principal(f)
+            severity = f.severity(allow_none=False)
+            reasons = tuple(f.items("reasons", read_reason))
+            page = PageRequest(principal, severity, _note(f), _operator(f), reasons=reasons[:50])
+        except _Refused as exc:
+            return exc.answer()
+        except WireError as exc:
+            return refusal(400, str(exc))
+        try:
+            alert = await self.view.page(page)
+        except ActionRefused as exc:
+            return refusal(409, str(exc))
+        return web.json_response(alert_json(alert), status=201)
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/alerts/{key}/ack`."""
+        return await self._act(request, self.view.acknowledge)
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/alerts/{key}/resolve`."""
+        return await self._act(request, self.view.resolve)
+
+    async def _act(
+        self, request: web.Request, action: Callable[..., Awaitable[Any]]
+    ) -> web.Response:
+        key = request.match_info["key"]
+        try:
+            f = await _body(request)
+            note, operator = _note(f), _operator(f)
+        except _Refused as exc:
+            return exc.answer()
+        except WireError as exc:
+            return refusal(400, str(exc))
+        known = {a.key for a in (await self.view.snapshot()).alerts}
+        if key not in known:
+            return refusal(404, f"no alert with key {key[:80]!r}")
+        try:
+            alert = await action(key, note, operator)
+        except ActionRefused as exc:
+            return refusal(409, str(exc))
+        return web.json_response(alert_json(alert))
+
+    async def expected(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/expected`: the reader is known from now on."""
+        try:
+            f = await _body(request)
+            principal = await self._principal(f)
+            note, operator = _note(f), _operator(f)
+        except _Refused as exc:
+            return exc.answer()
+        except WireError as exc:
+            return refusal(400, str(exc))
+        try:
+            await self.view.mark_expected(principal, note, operator)
+        except ActionRefused as exc:
+            return refusal(409, str(exc))
+        return web.json_response({"expected": principal.fields(), "note": note})
+
+    async def snooze(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/snooze`: the reader does not page for `seconds` (0 lifts it)."""
+        try:
+            f = await _body(request)
+            principal = await self._principal(f)
+            seconds, operator = f.integer("seconds"), _operator(f)
+            if seconds > SNOOZE_MAX_SECONDS:
+                raise WireError(f"seconds: at most {SNOOZE_MAX_SECONDS:,} (a week)")
+        except _Refused as exc:
+            return exc.answer()
+        except WireError as exc:
+            return refusal(400, str(exc))
+        try:
+            await self.view.snooze(principal, seconds, operator)
+        except ActionRefused as exc:
+            return refusal(409, str(exc))
+        return web.json_response({"snoozed": principal.fields(), "seconds": seconds})
+
+    async def _principal(self, f: Fields) -> PrincipalKey:
+        """The request's reader, on one of the watched tables."""
+        principal = read_principal(f)
+        if principal.agent:
+            raise WireError("agent: not accepted here (a fleet's dashboard strips it)")
+        tables = {t.name for t in (await self.view.snapshot()).tables}
+        if principal.table not in tables:
+            watched = ", ".join(sorted(tables)) or "none"
+            raise WireError(f"table: {principal.table[:80]!r} is not watched here ({watched})")
+        return principal
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+    def answer(self) -> web.Response:
+        return refusal(self.status, str(self))
+
+
+async def _body(request: web.Request) -> Fields:
+    """The request's JSON object."""
+    if request.content_type != "application/json":
+        raise _Refused(415, "the body must be JSON (Content-Type: application/json)")
+    raw = await request.read()  # aiohttp refuses past client_max_size: 413
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise _Refused(400, f"the body is not JSON: {exc}") from None
+    return Fields(value)
+
+
+def _note(f: Fields) -> str:
+    return f.text("note", "", limit=NOTE_CHARS)
+
+
+def _operator(f: Fields) -> str:
+    operator = f.text("operator", limit=OPERATOR_CHARS)
+    if not operator.strip():
+        raise WireError("operator: who is acting (a login name) is required")
+    return operator
