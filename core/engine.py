@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 from core.alarms import Alarms
-from core.baselines import LOOKUPS, Baselines
+from core.baselines import LOOKUPS, Baselines, Habit
 from core.events import AccessEvent, EventKind
 from core.findings import Finding, PrincipalKey, Severity
 from core.plans import NO_PLAN, Plans, Sizes
@@ -378,6 +379,40 @@ class Engine:
             folded[table] = (max(top, score), rows + r.window.totals[ROWS])
         return folded, counts
 
+    def counters(self) -> dict[str, Any]:
+        """The running counts, JSON-able: events, and per watched table the statements and rows
+        read by severity. Saved with the source's position, so a restart continues them
+        (`restore_counters`) exactly where the position resumes."""
+        return {
+            "events": self.events,
+            "tables": {
+                name: {"reads": list(t.reads), "rows_read": list(t.rows_read)}
+                for name, t in self._sizes.by_table.items()
+            },
+        }
+
+    def restore_counters(self, saved: Mapping[str, Any]) -> None:
+        """Continue the counts `counters` gave (call before any event). Whatever is malformed or
+        foreign is skipped field by field, and tables no longer watched are ignored."""
+        events = saved.get("events")
+        if _is_count(events):
+            self.events = events
+        tables = saved.get("tables")
+        if not isinstance(tables, Mapping):
+            return
+        for name, counts in tables.items():
+            table = self._sizes.by_table.get(name) if isinstance(name, str) else None
+            if table is None or not isinstance(counts, Mapping):
+                continue
+            for values, into in ((counts.get("reads"), table.reads),
+                                 (counts.get("rows_read"), table.rows_read)):  # fmt: skip
+                if (
+                    isinstance(values, list)
+                    and len(values) == len(into)
+                    and all(_is_count(v) for v in values)
+                ):
+                    into[:] = values
+
     def reported(self, principal: PrincipalKey) -> Severity:
         """The severity last reported for a reader (NONE once it fell back or left)."""
         p = principal
@@ -425,8 +460,28 @@ class Engine:
                 touched += 1
         return touched
 
-    def save(self, directory: Path) -> Path:
-        """Persist the baselines to `directory` (the state dir), the current hour included."""
-        for r in self._readers.values():
-            r.hand_over()
-        return self.baselines.save(directory)
+    def save(self, directory: Path, *, hand_over: bool = True) -> Path:
+        """Persist the baselines to `directory` (the state dir), the current hour included.
+
+        `hand_over=False` (a periodic save while running) leaves the live readers as they are and
+        saves the current hour from copies of their habits: saving every few minutes must not
+        split each hour into pieces, whose busiest-hour figures would understate the habit.
+        """
+        if hand_over:
+            for r in self._readers.values():
+                r.hand_over()
+            return self.baselines.save(directory)
+        habits = dict(self.baselines.habits)
+        for key, r in self._readers.items():
+            if r.hour_statements:  # as Reader.hand_over, on a copy
+                habit = Habit.from_record(r.habit.to_record())
+                habit.add_hour(
+                    r.hour, r.hour_statements, r.hour_multi, r.hour_lookups, r.hour_max_rows
+                )
+                habit.last_us = max(habit.last_us, r.last_us)
+                habits[key] = habit
+        return Baselines(self.baselines.learning_started_us, habits).save(directory)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

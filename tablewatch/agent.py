@@ -2,21 +2,31 @@
 Prometheus /metrics, until SIGTERM or SIGINT; then the sources stop, and the log position
 (checkpoint), the learned habits (baselines) and the alerts' state are saved: exit 0.
 
+While it runs, the checkpoint is saved after each batch the engine has processed, with the
+engine's counters (events; statements and rows read per table and severity) in the same atomic
+write; the baselines every BASELINES_SAVE_SECONDS. So after a kill -9 or a power cut it resumes
+at the last checkpoint with the counters as they were there: no audit record is lost or counted
+twice, and the /metrics counters continue exact across restarts. The habits learned since the
+last baselines save are lost (never counted twice: the checkpoint is never older than the saved
+baselines). An alert is committed to the durable outbox as it opens, so none is lost.
+
 It logs one line per happening to stderr (`--log-format json`: one JSON object per line, for a
 log shipper): start, each source going down or coming back, each alert opened, acknowledged or
 resolved and each delivery that failed, stop. Every value from the database is made safe first.
 SIGHUP reads the settings again: the alert rules and the sinks change at once (deliveries already
 queued for a sink keep their payloads); a change elsewhere (tables, audit log, listeners, state)
 is logged as needing a restart. Settings that do not load are refused in one log line and the
-running ones stay. Still to come (the rest of issue 6): the agent API for remote dashboards.
+running ones stay. The agent API (`tablewatch.api`) serves remote dashboards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,17 +48,29 @@ from core.settings import Settings, SettingsError
 from core.sources import EventBatch, SourceHealth
 from core.tables import TableName, WatchedTables
 from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center, host_name
+from tablewatch.api import MAX_BODY as API_MAX_BODY
+from tablewatch.api import PREFIX as API_PREFIX
+from tablewatch.api import AgentApi
 from tablewatch.live import LiveEngine
 from tablewatch.metrics import EngineCollector
 from tablewatch.trail import OperatorTrail, TrailError
-from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
+from tablewatch.web import (
+    Address,
+    ListenError,
+    WebServer,
+    is_loopback,
+    metrics_handler,
+    tls_context,
+)
 
 CHECKPOINT = "audit_log.checkpoint.json"
+"""The same file `tablewatch tail` keeps."""
 RESTART_SECTIONS = ("tables", "expected", "detection", "database", "audit_log", "metrics", "api",
                     "state")  # fmt: skip
 """Sections a reload cannot apply to a running agent."""
-"""The same file `tablewatch tail` keeps."""
 WATCH_SECONDS = 1.0
+BASELINES_SAVE_SECONDS = 300.0
+"""How often the running agent saves the learned habits (and once more at stop)."""
 
 
 class Log:
@@ -72,34 +94,59 @@ class Log:
 
 
 class CheckpointedTail:
-    """The log tail, its position saved after each batch the engine has taken."""
+    """The log tail, its position saved after each batch the engine has taken, with the
+    engine's counters in the same write (position and counts never disagree)."""
 
-    def __init__(self, tail: LogTail, store: CheckpointStore) -> None:
+    def __init__(self, tail: LogTail, store: CheckpointStore, engine: Engine) -> None:
         self.tail = tail
         self.store = store
+        self.engine = engine
         self.name = tail.name
+        self.unsaved = ""
+        """Why the latest checkpoint could not be written ("" : it was)."""
 
     async def batches(self) -> AsyncIterator[EventBatch]:
         """The tail's batches; the checkpoint of each saved once the next one is asked for,
-        that is once the engine has processed it."""
+        that is once the engine has processed it (nothing else runs in between). A checkpoint
+        that cannot be written is shown and the tail reads on (stopping would re-read, and
+        count twice, what the engine already took); the next batch's save tries again."""
         async for batch in self.tail.batches():
             yield batch
-            self.store.save(batch.checkpoint)
+            try:
+                self.store.save(batch.checkpoint, self.engine.counters())
+            except OSError as exc:
+                self.unsaved = safe(f"checkpoint not saved: {exc.strerror or exc}", 300)
+            else:
+                self.unsaved = ""
 
     def health(self) -> SourceHealth:
-        """The tail's health."""
-        return self.tail.health()
+        """The tail's health (in error while its checkpoint cannot be saved)."""
+        health = self.tail.health()
+        if self.unsaved:
+            return dataclasses.replace(health, state="error", detail=self.unsaved)
+        return health
 
 
 def _tail(
-    settings: Settings, tables: list[TableName], store: CheckpointStore, log: Log
+    settings: Settings,
+    tables: list[TableName],
+    store: CheckpointStore,
+    log: Log,
+    engine: Engine,
+    *,
+    restore: bool = False,
 ) -> CheckpointedTail:
+    """The tail from the saved position; with `restore` (at start only: a source restarted
+    after a failure finds the engine's counts already at its position) the engine's counters
+    continue from that position's."""
     audit = settings.audit_log
     try:
         saved = store.load()
     except CheckpointError as exc:
         log("warning", "checkpoint_unusable", detail=str(exc), start=audit.start)
         saved = None
+    if restore and saved is not None:
+        engine.restore_counters(saved[1])
     tail = LogTail(
         audit.path,
         EventBuilder(WatchedTables(tables), control=True),
@@ -109,7 +156,19 @@ def _tail(
         checkpoint=saved[0] if saved is not None else None,
         poll_interval=audit.poll_interval.total_seconds(),
     )
-    return CheckpointedTail(tail, store)
+    return CheckpointedTail(tail, store, engine)
+
+
+async def _save_baselines(engine: Engine, settings: Settings, log: Log) -> None:
+    """Save the baselines every BASELINES_SAVE_SECONDS (they are saved at stop too); a failure
+    is logged and tried again at the next turn, never fatal."""
+    while True:
+        await asyncio.sleep(BASELINES_SAVE_SECONDS)
+        try:
+            engine.save(settings.state.path(), hand_over=False)
+        except Exception as exc:  # the agent runs on without them; the next save may succeed
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log("error", "baselines_not_saved", detail=f"{type(exc).__name__}: {detail}")
 
 
 async def _watch(live: LiveEngine, log: Log) -> None:
@@ -196,44 +255,30 @@ async def agent(
         return 2
     store = CheckpointStore(state / CHECKPOINT)
     live.attach(
-        _tail(settings, tables, store, log), make=lambda: _tail(settings, tables, store, log)
+        _tail(settings, tables, store, log, engine, restore=True),
+        make=lambda: _tail(settings, tables, store, log, engine),
     )
-    server: WebServer | None = None
-    metrics = settings.metrics
     try:
-        if metrics.listen:
-            registry = CollectorRegistry()
-            registry.register(EngineCollector(live, metrics.top_k))
-            tls = (
-                tls_context(metrics.tls_cert_file, metrics.tls_key_file)
-                if metrics.tls_cert_file
-                else None
-            )
-            server = WebServer(
-                Address.parse(metrics.listen),
-                {"/metrics": metrics_handler(registry)},
-                tls=tls,
-                users=metrics.basic_auth_users,
-            )
-            await server.start()
+        servers = await _listen(settings, live)
     except ListenError as exc:
         log("error", "refused", detail=str(exc))
         await center.close()
         return 2
     log("info", "started", tables=", ".join(map(str, tables)), audit_log=settings.audit_log.path,
-        sinks=", ".join(center.sinks), metrics=f"{'https' if server and server.tls else 'http'}://"
-        f"{server.address.host}:{server.port}/metrics" if server else "off")  # fmt: skip
+        sinks=", ".join(center.sinks), metrics=_url(servers.get("metrics"), "/metrics"),
+        api=_url(servers.get("api"), API_PREFIX))  # fmt: skip
     started = time.monotonic()
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(live.run(), name="engine")
             group.create_task(_watch(live, log), name="log")
+            group.create_task(_save_baselines(engine, settings, log), name="baselines")
             if hangups is not None and load is not None:
                 group.create_task(_reloading(settings, load, center, log, hangups), name="reload")
     except asyncio.CancelledError:
         pass
     finally:
-        if server is not None:
+        for server in servers.values():
             await server.stop()
         await center.close()
         try:
@@ -242,6 +287,58 @@ async def agent(
             log("error", "baselines_not_saved", detail=f"{exc.strerror or exc}")
     log("info", "stopped", events=engine.events, seconds=round(time.monotonic() - started, 1))
     return 0
+
+
+def _url(server: WebServer | None, path: str) -> str:
+    if server is None:
+        return "off"
+    return (
+        f"{'https' if server.tls else 'http'}://{Address(server.address.host, server.port)}{path}"
+    )
+
+
+async def _listen(settings: Settings, live: LiveEngine) -> dict[str, WebServer]:
+    """Start /metrics and the agent API as configured; ListenError (all stopped) otherwise."""
+    servers: dict[str, WebServer] = {}
+    metrics, api = settings.metrics, settings.api
+    try:
+        if metrics.listen:
+            registry = CollectorRegistry()
+            registry.register(EngineCollector(live, metrics.top_k))
+            servers["metrics"] = WebServer(
+                Address.parse(metrics.listen),
+                {"/metrics": metrics_handler(registry)},
+                tls=_tls(metrics.tls_cert_file, metrics.tls_key_file),
+                users=metrics.basic_auth_users,
+            )
+            await servers["metrics"].start()
+        if api.listen:
+            address = Address.parse(api.listen)
+            token = api.token.get_secret_value() if api.token is not None else None
+            if token is None and not is_loopback(address.host):
+                raise ListenError(
+                    f"[api] listen = {api.listen!r} is reachable from other machines: set a "
+                    "token (TABLEWATCH_API__TOKEN), or listen on a loopback address"
+                )
+            handlers = AgentApi(live)
+            servers["api"] = WebServer(
+                address,
+                handlers.routes(),
+                tls=_tls(api.tls_cert_file, api.tls_key_file),
+                middlewares=handlers.middlewares(token),
+                max_body=API_MAX_BODY,
+            )
+            servers["api"].app.on_shutdown.append(handlers.close)
+            await servers["api"].start()
+    except ListenError:
+        for server in servers.values():
+            await server.stop()
+        raise
+    return servers
+
+
+def _tls(cert_file: str, key_file: str) -> ssl.SSLContext | None:
+    return tls_context(cert_file, key_file) if cert_file else None
 
 
 async def _reloading(

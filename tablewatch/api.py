@@ -126,6 +126,10 @@ class AgentApi:
 
     # reading ------------------------------------------------------------------------------------
 
+    def _stale(self) -> None:
+        """An action changed what the engine shows: the next reader gets a fresh snapshot."""
+        self._encoded = (-1.0, b"")
+
     async def _snapshot_bytes(self) -> bytes:
         async with self._encoding:
             at, body = self._encoded
@@ -193,6 +197,8 @@ class AgentApi:
             alert = await self.view.page(page)
         except ActionRefused as exc:
             return refusal(409, str(exc))
+        finally:
+            self._stale()
         return web.json_response(alert_json(alert), status=201)
 
     async def acknowledge(self, request: web.Request) -> web.Response:
@@ -221,6 +227,8 @@ class AgentApi:
             alert = await action(key, note, operator)
         except ActionRefused as exc:
             return refusal(409, str(exc))
+        finally:
+            self._stale()
         return web.json_response(alert_json(alert))
 
     async def expected(self, request: web.Request) -> web.Response:
@@ -237,6 +245,8 @@ class AgentApi:
             await self.view.mark_expected(principal, note, operator)
         except ActionRefused as exc:
             return refusal(409, str(exc))
+        finally:
+            self._stale()
         return web.json_response({"expected": principal.fields(), "note": note})
 
     async def snooze(self, request: web.Request) -> web.Response:
@@ -255,6 +265,8 @@ class AgentApi:
             await self.view.snooze(principal, seconds, operator)
         except ActionRefused as exc:
             return refusal(409, str(exc))
+        finally:
+            self._stale()
         return web.json_response({"snoozed": principal.fields(), "seconds": seconds})
 
     async def _principal(self, f: Fields) -> PrincipalKey:

@@ -23,6 +23,7 @@ import heapq
 import ssl
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -234,10 +235,12 @@ class RemoteView:
     # EngineView -------------------------------------------------------------------------------
 
     def health(self) -> SourceHealth:
-        """The link to the agent, as a source: ok while the stream flows."""
+        """The link to the agent, as a source: ok while the stream flows (its lag: the age of the
+        snapshot shown)."""
         name = f"agent {self.name}"
-        if self.connected:
-            return SourceHealth(name, "ok", self.address.url)
+        if self.connected and self.latest is not None:  # its lag: how old the data shown is
+            taken = datetime.fromtimestamp(self.latest.taken_us / 1e6, UTC)
+            return SourceHealth(name, "ok", self.address.url, last_event_time=taken)
         since = ""
         if self.down_since_us is not None:
             since = time.strftime(" since %H:%M:%S", time.localtime(self.down_since_us / 1e6))

@@ -28,8 +28,9 @@ SAMPLE_EVENTS = 170
 replay --events` prints, and one about the audit set-up (watched for tampering)."""
 
 
-def configure(tmp_path: Path, port: int, more: str = "") -> Path:
-    """The agent's settings in `tmp_path` (log, state), /metrics on `port`, and `more` TOML."""
+def configure(tmp_path: Path, port: int, more: str = "", api: str = "", token: str = "") -> Path:
+    """The agent's settings in `tmp_path` (log, state), /metrics on `port`, the API on `api`
+    (host:port; "" : off) with `token`, and `more` TOML."""
     (tmp_path / "log").mkdir(exist_ok=True)
     config = tmp_path / "settings.toml"
     config.write_text(
@@ -37,7 +38,10 @@ def configure(tmp_path: Path, port: int, more: str = "") -> Path:
         f'[audit_log]\npath = "{tmp_path}/log/*.csv"\nformat = "csvlog"\nstart = "beginning"\n'
         'poll_interval = "100ms"\n'
         f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        f'[api]\nlisten = ""\n[state]\ndir = "{tmp_path}/state"\n' + more
+        f'[api]\nlisten = "{api}"\n'
+        + (f'token = "{token}"\n' if token else "")
+        + f'[state]\ndir = "{tmp_path}/state"\n'
+        + more
     )
     return config
 
@@ -111,3 +115,28 @@ def fresh_sample() -> bytes:
         return when.strftime("%Y-%m-%d %H:%M:%S").encode() + (m.group(2) or b"") + b" UTC"
 
     return _STAMP.sub(moved, raw)
+
+
+def live_record(
+    n: int,
+    when: datetime,
+    *,
+    user: str = "app",
+    application: str = "billing-api",
+    client: str = "10.0.0.5",
+    session: str = "6b0b9ed0.1e32",
+    statement: str = "SELECT * FROM crm.client_list WHERE id = $1",
+    parameters: str | None = None,
+    rows: int = 1,
+) -> bytes:
+    """One csvlog pgaudit record about crm.client_list (rows logged) stamped `when`, as a live
+    server writes it: statement_id `n` in `session`, parameter `n` unless `parameters` says."""
+    params = str(n) if parameters is None else parameters
+    inner = f'AUDIT: OBJECT,{n},1,READ,SELECT,TABLE,crm.client_list,"{statement}",{params},{rows}'
+    message = inner.replace('"', '""')
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
+    return (
+        f'{stamp},"{user}","crm",7730,"{client}:53552",{session},{n},"SELECT",'
+        f'{stamp[:19]} UTC,3/14,0,LOG,00000,"{message}",,,,,,,,,"{application}",'
+        '"client backend",,0\n'
+    ).encode()

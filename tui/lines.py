@@ -93,7 +93,7 @@ def reader_cells(reader: ReaderView, now_us: int, alert: str = "") -> tuple[Text
 
 def who(p: PrincipalKey, limit: int = 60) -> Text:
     """`user @ address  application → table`, after `agent:` in a fleet."""
-    agent = (t.data(p.agent, limit, t.ACCENT), t.label(":", t.DIM)) if p.agent else ()
+    agent = (t.data(p.agent, limit, t.ACCENT).append(":"),) if p.agent else ()
     return t.join(
         (
             *agent,

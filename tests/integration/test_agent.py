@@ -54,14 +54,14 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
         ("trigger", "rule", "critical")
     ]
 
-    async with running(config) as again:  # resumes at the checkpoint: nothing is read twice
-        await next_log(again, "started")
+    async with running(config) as again:  # resumes at the checkpoint: nothing is read twice,
+        await next_log(again, "started")  # and its counters go on from where they were
         await asyncio.sleep(1.0)
-        assert (await scrape(port))["tablewatch_events_total{}"] == 0
+        assert (await scrape(port))["tablewatch_events_total{}"] == SAMPLE_EVENTS
         with (tmp_path / "log" / "postgresql-1.csv").open("ab") as log:  # the server writes on
             log.write(SAMPLE.read_bytes())
-        m = await events_become(port, SAMPLE_EVENTS)
-        assert m["tablewatch_events_total{}"] == SAMPLE_EVENTS
+        m = await events_become(port, 2 * SAMPLE_EVENTS)
+        assert m["tablewatch_events_total{}"] == 2 * SAMPLE_EVENTS
         again.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(again.wait(), 30) == 0
 
