@@ -36,6 +36,7 @@ from tablewatch.wire import (
     Fields,
     WireError,
     alert_json,
+    encode,
     read_principal,
     read_reason,
     snapshot_json,
@@ -136,7 +137,7 @@ class AgentApi:
             now = time.monotonic()
             if now - at > SNAPSHOT_REUSE_SECONDS:
                 snap = await self.view.snapshot()
-                body = msgspec.json.encode(snapshot_json(snap, self.view.name))
+                body = encode(snapshot_json(snap, self.view.name))
                 self._encoded = (now, body)
             return body
 

@@ -15,9 +15,12 @@ newer agent may send more), a missing optional key takes its default, and anythi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
+
+import msgspec
 
 from core.events import AccessEvent, EventKind, IsoFormatter, us_from_utc
 from core.findings import Finding, PrincipalKey, Reason, Severity
@@ -189,6 +192,28 @@ def snapshot_json(s: Snapshot, agent: str) -> Json:
         "suppressed": s.suppressed,
         "outbox": s.outbox,
     }
+
+
+def encode(value: Json) -> bytes:
+    """JSON bytes; a lone surrogate in a text (which UTF-8 cannot carry) becomes U+FFFD rather
+    than failing the whole answer."""
+    try:
+        return msgspec.json.encode(value)
+    except UnicodeEncodeError:
+        return msgspec.json.encode(_scrubbed(value))
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _scrubbed(value: object) -> object:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 # decoding -------------------------------------------------------------------------------------
