@@ -68,6 +68,7 @@ class AlertRecord:
             suppressed=a.suppressed,
             updated_us=self.updated_us,
             by=self.by,
+            said=self.said,
         )
 
     # JSON ---------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class AlertView:
     """When its state last changed."""
     by: str = ""
     """Who acknowledged or resolved it (an operator, or `tablewatch` when it resolved itself)."""
+    said: str = ""
+    """The note given with the acknowledgement or the resolution."""
 
     @staticmethod
     def key_for(rule: str, principal: PrincipalKey) -> str:

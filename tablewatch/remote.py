@@ -182,6 +182,8 @@ class RemoteView:
                     self._down(_why(exc))
                 except (WireError, msgspec.DecodeError) as exc:
                     self._down(f"not a snapshot: {exc}")
+                except Exception as exc:  # never stop following: say what broke, try again
+                    self._down(f"{type(exc).__name__}: {exc}")
                 if self.connected:  # it had worked: try again at once, then back off
                     pause = RETRY_SECONDS
                 self.connected = False

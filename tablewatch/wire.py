@@ -159,6 +159,7 @@ def alert_json(a: AlertView) -> Json:
         "suppressed": a.suppressed,
         "updated": _time(a.updated_us) if a.updated_us else None,
         "by": a.by,
+        "said": a.said,
         "deliveries": [
             {"sink": d.sink, "state": d.state, "detail": d.detail} for d in a.deliveries
         ],
@@ -428,6 +429,7 @@ def read_alert(f: Fields, agent: str = "") -> AlertView:
         suppressed=f.integer("suppressed", 0),
         updated_us=updated or 0,
         by=f.text("by", ""),
+        said=f.text("said", ""),
     )
 
 

@@ -95,7 +95,8 @@ def state_cell(alert: AlertView) -> Text:
 
 
 def state_line(alert: AlertView) -> Text:
-    """`ACTIVE`, `acknowledged by alice at 10:31:00`, `resolved by bob at 10:40:00`."""
+    """`ACTIVE`, `acknowledged by alice at 10:31:00: on it`, `resolved by bob at 10:40:00`
+    (with the note they gave)."""
     if alert.state == ACTIVE:
         return t.label("ACTIVE", t.ERROR)
     known = _ROW_STATES.get(alert.state)
@@ -105,6 +106,9 @@ def state_line(alert: AlertView) -> Text:
         out.append_text(t.data(alert.by, 60, t.BOLD))
     if alert.updated_us:
         out.append(f" at {t.clock(alert.updated_us)}", t.DIM)
+    if alert.said:
+        out.append(": ", t.DIM)
+        out.append_text(t.data(alert.said, 200))
     return out
 
 

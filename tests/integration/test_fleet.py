@@ -119,10 +119,11 @@ async def test_one_dashboard_for_two_agents(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def _agent_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TABLEWATCH_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tablewatch.cli", "--config", str(config), "run"],
-        cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with (config.parent / "agent.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tablewatch.cli", "--config", str(config), "run"],
+            cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT)}, stderr=log,
+        )  # fmt: skip
     try:
         yield proc
     finally:

@@ -117,7 +117,7 @@ async def test_page_acknowledge_resolve_with_the_keys(view: LiveEngine, tmp_path
         assert notices(app)[-1] == f"acknowledged: local acked ({path})"
         assert row(app)[2] == "acked alice" and row(app)[-1] == "local✓"
         text = pane(app).plain
-        assert "CRIT acknowledged by alice at 10:30:00 · 1 finding\n" in text
+        assert "CRIT acknowledged by alice at 10:30:00: on it · 1 finding\n" in text
         assert "  paged by alice at 10:30:00 · note: DBA\n" in text
         assert f"→ local        acked    {path}" in text
         assert flag(app) == "a"

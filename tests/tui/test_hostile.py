@@ -254,6 +254,7 @@ def alerts(draw: st.DrawFn) -> AlertView:
         suppressed=draw(st.integers(0, 10**9)),
         updated_us=draw(st.just(0) | times),
         by=draw(hostile),
+        said=draw(hostile),
     )
 
 

@@ -47,6 +47,7 @@ def _snapshot(statement: str = "SELECT * FROM crm.client_list") -> Snapshot:
     alert = AlertView(
         "tw-" + "a" * 32, T, P, Severity.CRITICAL, f"critical: {EVIL}", EVIL, "ann", "operator",
         (Delivery("pagerduty", "failed", f"HTTP 400 {EVIL}"),), "acknowledged", 2, 5, T + 1, "bo",
+        f"on it {EVIL}",
     )  # fmt: skip
     return Snapshot(
         T, (reader, quiet), (Finding(T, Severity.CRITICAL, 97, P, (reason,)),), 42, True,
