@@ -177,7 +177,7 @@ class RemoteView:
                 except TimeoutError:
                     self._down(f"no snapshot for {STALL_SECONDS:g} s")
                 except aiohttp.ClientResponseError as exc:
-                    self._down(f"HTTP {exc.status}: {exc.message}")
+                    self._down(f"HTTP {exc.message}")  # the status and the agent's reason
                 except (aiohttp.ClientError, OSError) as exc:
                     self._down(_why(exc))
                 except (WireError, msgspec.DecodeError) as exc:

@@ -6,6 +6,7 @@ loopback without one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from tablewatch.remote import AgentAddress, RemoteView
 from tests.agentkit import (
     SAMPLE_EVENTS,
     configure,
@@ -240,3 +242,20 @@ async def test_the_token_and_listening_off_loopback(tmp_path: Path) -> None:
         ) as answer:
             assert answer.status == 200
             assert "readers" in await answer.json()
+        # a dashboard with the token follows the agent; one without is told why it cannot
+        for token, state in ((TOKEN, "ok"), (None, "error")):
+            view = RemoteView(AgentAddress.parse(f"http://127.0.0.1:{port}"), token)
+            task = asyncio.create_task(view.run())
+            try:
+                for _ in range(100):
+                    link = (await view.snapshot()).sources[0]
+                    if link.state == state:
+                        break
+                    await asyncio.sleep(0.1)
+                assert link.state == state, link
+                if token is None:
+                    assert "HTTP 401 a valid token is required" in link.detail
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
