@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from core.findings import PrincipalKey
+from core.safetext import safe
 from core.view import ActionRefused, EngineView, PageRequest
 from tablewatch.wire import (
     Fields,
@@ -64,9 +65,12 @@ def refusal(status: int, reason: str) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (404, 405, 413) as JSON with a reason, like ours."""
+    """aiohttp's own refusals (404, 405, 413) as JSON with a reason, like ours; a failure of
+    ours as a 500 that says what broke (rather than a connection cut short)."""
     try:
         return await handler(request)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -76,6 +80,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             413: f"the body is larger than {MAX_BODY:,} bytes",
         }.get(exc.status, exc.reason)
         return refusal(exc.status, reason)
+    except Exception as exc:
+        return refusal(500, safe(f"internal error: {type(exc).__name__}: {exc}", 300))
 
 
 def token_guard(token: str) -> Middleware:
@@ -170,7 +176,12 @@ class AgentApi:
             await answer.prepare(request)
             await answer.write(f"retry: {int(interval * 1000)}\n\n".encode())
             while not self.closing.is_set():
-                body = await self._snapshot_bytes()
+                try:
+                    body = await self._snapshot_bytes()
+                except Exception as exc:  # said to the client, which shows it and reconnects
+                    why = safe(f"internal error: {type(exc).__name__}: {exc}", 300)
+                    await answer.write(b"event: error\ndata: " + encode({"error": why}) + b"\n\n")
+                    break
                 await answer.write(b"event: snapshot\ndata: " + body + b"\n\n")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.closing.wait(), interval)

@@ -115,6 +115,10 @@ class _StreamEnded(Exception):
     """The agent closed the stream."""
 
 
+class _AgentFailed(Exception):
+    """The agent said it could not make a snapshot (`event: error`)."""
+
+
 class RemoteView:
     """An `EngineView` over one agent's API."""
 
@@ -135,7 +139,8 @@ class RemoteView:
         self.latest_at = 0.0
         """When (monotonic) the latest snapshot arrived."""
         self.connected = False
-        self.problem = "connecting"
+        self.problem = ""
+        """Why the link is down ("" : it has not failed yet)."""
         self.down_since_us: int | None = wall_us()
         self.reconnects = 0
         self._session: aiohttp.ClientSession | None = None
@@ -174,6 +179,8 @@ class RemoteView:
                     raise
                 except _StreamEnded:
                     self._down("the agent closed the stream")
+                except _AgentFailed as exc:
+                    self._down(f"the agent failed: {exc}")
                 except TimeoutError:
                     self._down(f"no snapshot for {STALL_SECONDS:g} s")
                 except aiohttp.ClientResponseError as exc:
@@ -227,9 +234,12 @@ class RemoteView:
                 kind = value.decode("utf-8", "replace")
             elif field == b"data":
                 data.append(value)
-        if kind != "snapshot" or not data:
+        if kind not in ("snapshot", "error") or not data:
             return
         raw = msgspec.json.decode(b"\n".join(data))
+        if kind == "error":
+            said = raw.get("error") if isinstance(raw, dict) else None
+            raise _AgentFailed(said if isinstance(said, str) else repr(raw))
         self.latest = read_snapshot(raw, self.name if self.tag else "")
         self.latest_at = time.monotonic()
         self.connected, self.problem, self.down_since_us = True, "", None
@@ -243,18 +253,18 @@ class RemoteView:
         if self.connected and self.latest is not None:  # its lag: how old the data shown is
             taken = datetime.fromtimestamp(self.latest.taken_us / 1e6, UTC)
             return SourceHealth(name, "ok", self.address.url, last_event_time=taken)
-        since = ""
+        if not self.problem:
+            return SourceHealth(name, "waiting", f"connecting to {self.address.url}")
+        since = ""  # UTC, as the dashboard's clock
         if self.down_since_us is not None:
-            since = time.strftime(" since %H:%M:%S", time.localtime(self.down_since_us / 1e6))
+            since = time.strftime(" since %H:%M:%S", time.gmtime(self.down_since_us / 1e6))
         shown = ""
         if self.latest is not None:
             shown = time.strftime(
-                "; showing its snapshot of %H:%M:%S", time.localtime(self.latest.taken_us / 1e6)
+                "; showing its snapshot of %H:%M:%S", time.gmtime(self.latest.taken_us / 1e6)
             )
-        state = "waiting" if self.latest is None and self.reconnects == 0 else "error"
-        word = "connecting" if state == "waiting" else "disconnected"
         return SourceHealth(
-            name, state, f"{word}{since}: {self.problem or 'no answer'}{shown}; reconnecting"
+            name, "error", f"disconnected{since}: {self.problem}{shown}; reconnecting"
         )
 
     async def snapshot(self) -> Snapshot:
