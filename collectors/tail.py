@@ -41,7 +41,8 @@ _log = logging.getLogger(__name__)
 
 HEAD_BYTES = 4096
 _RECENT = 4096
-CHUNK = 1 << 20
+CHUNK = 1 << 18
+"""Bytes read at a time: parsing 256 KiB takes ~35 ms, so /metrics and the API never wait long."""
 _MAX_KNOWN = 1000
 
 
@@ -208,7 +209,18 @@ class LogTail:
 
     def health(self) -> SourceHealth:
         stats = self.builder.stats
-        behind = sum(max(f.size - f.offset, 0) for f in self._known.values())
+        behind = sum(max(f.size - f.offset, 0) for f in self._known.values() if f is not self._cur)
+        if self._cur is not None:
+            # the current file's size is otherwise learned at its end, which a tail that is
+            # behind does not reach: ask now (health is read about once a second), without
+            # changing what the rotation checks know
+            size = self._cur.size
+            if self._fd is not None:
+                try:
+                    size = max(size, os.fstat(self._fd).st_size)
+                except OSError:
+                    pass
+            behind += max(size - self._cur.offset, 0)
         if self._error:
             state = "error"
         elif self._cur is None:

@@ -69,6 +69,8 @@ RESTART_SECTIONS = ("tables", "expected", "detection", "database", "audit_log", 
                     "state")  # fmt: skip
 """Sections a reload cannot apply to a running agent."""
 WATCH_SECONDS = 1.0
+CHECKPOINT_SECONDS = 1.0
+"""The log position (and the counters with it) is saved at most this often, and at stop."""
 BASELINES_SAVE_SECONDS = 300.0
 """How often the running agent saves the learned habits (and once more at stop)."""
 
@@ -106,18 +108,33 @@ class CheckpointedTail:
         """Why the latest checkpoint could not be written ("" : it was)."""
 
     async def batches(self) -> AsyncIterator[EventBatch]:
-        """The tail's batches; the checkpoint of each saved once the next one is asked for,
-        that is once the engine has processed it (nothing else runs in between). A checkpoint
-        that cannot be written is shown and the tail reads on (stopping would re-read, and
-        count twice, what the engine already took); the next batch's save tries again."""
-        async for batch in self.tail.batches():
-            yield batch
-            try:
-                self.store.save(batch.checkpoint, self.engine.counters())
-            except OSError as exc:
-                self.unsaved = safe(f"checkpoint not saved: {exc.strerror or exc}", 300)
-            else:
-                self.unsaved = ""
+        """The tail's batches. Once the engine has processed one (when the next is asked for:
+        nothing else runs in between), its checkpoint is due; due checkpoints are saved at most
+        every CHECKPOINT_SECONDS (two fsyncs each: not for every batch at 20,000 records/s) and
+        once more when the tail stops. A kill -9 in between re-reads the batches since the last
+        save into counters restored from that same save: still each record counted once.
+        A checkpoint that cannot be written is shown and the tail reads on (stopping would
+        re-read, and count twice, what the engine already took); the next save tries again."""
+        due: dict[str, Any] | None = None
+        saved_at = time.monotonic()
+        try:
+            async for batch in self.tail.batches():
+                yield batch
+                due = batch.checkpoint
+                if time.monotonic() - saved_at >= CHECKPOINT_SECONDS:
+                    self._save(due)
+                    due, saved_at = None, time.monotonic()
+        finally:
+            if due is not None:
+                self._save(due)
+
+    def _save(self, checkpoint: dict[str, Any]) -> None:
+        try:
+            self.store.save(checkpoint, self.engine.counters())
+        except OSError as exc:
+            self.unsaved = safe(f"checkpoint not saved: {exc.strerror or exc}", 300)
+        else:
+            self.unsaved = ""
 
     def health(self) -> SourceHealth:
         """The tail's health (in error while its checkpoint cannot be saved)."""

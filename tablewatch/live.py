@@ -174,22 +174,7 @@ class LiveEngine:
         found = self.engine.process(events if isinstance(events, list) else list(events))
         self._counts.append((time.monotonic(), len(events)))
         self._tail.extend(events)
-        match = self.engine.watched.match
-        for e in events:
-            table = match(e.object_name) or self.engine.watched.match_relname(e.object_name)
-            if table is None:
-                continue
-            key = (e.user, e.client_addr, e.application_name, str(table))
-            seen = self._seen.pop(key, None)
-            if seen is None:
-                seen = deque(maxlen=STATEMENTS_PER_READER)
-                if len(self._seen) >= READERS_WITH_STATEMENTS:
-                    del self._seen[next(iter(self._seen))]
-            self._seen[key] = seen  # most recently active last
-            text = e.statement
-            if text is not None and len(text) > STATEMENT_CHARS:
-                text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
-            seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
+        self._remember_statements(events)
         if found and self.alerts is not None:
             try:
                 self.alerts.observe(found, statement_of=self.statement_of, snoozed=self.snoozed)
@@ -198,6 +183,41 @@ class LiveEngine:
                     f"alert rules: {type(exc).__name__}: {exc}", 300
                 )
         return found
+
+    def _remember_statements(self, events: Sequence[AccessEvent]) -> None:
+        """Keep each reader's latest statements. Per batch, only the last few of each reader
+        are kept (a busy app's thousand lookups a second make one deque append each, nothing
+        more), and the table's name is worked out once per object name."""
+        watched = self.engine.watched
+        tables: dict[str, str | None] = {}
+        latest: dict[_Key, deque[AccessEvent]] = {}
+        for e in events:
+            name = e.object_name
+            try:
+                table = tables[name]
+            except KeyError:
+                found = watched.match(name) or watched.match_relname(name)
+                table = tables[name] = None if found is None else str(found)
+            if table is None:
+                continue
+            key = (e.user, e.client_addr, e.application_name, table)
+            mine = latest.get(key)
+            if mine is None:
+                mine = latest[key] = deque(maxlen=STATEMENTS_PER_READER)
+            mine.append(e)
+        remembered = self._seen
+        for key, mine in latest.items():
+            seen = remembered.pop(key, None)
+            if seen is None:
+                seen = deque(maxlen=STATEMENTS_PER_READER)
+                if len(remembered) >= READERS_WITH_STATEMENTS:
+                    del remembered[next(iter(remembered))]
+            remembered[key] = seen  # most recently active last
+            for e in mine:
+                text = e.statement
+                if text is not None and len(text) > STATEMENT_CHARS:
+                    text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
+                seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
 
     def statement_of(self, principal: PrincipalKey) -> str | None:
         """The reader's latest statement on the table (raw: the alert center redacts it)."""

@@ -795,3 +795,27 @@ async def test_a_rotation_between_choosing_a_file_and_opening_it(
         await run.read(range(1, 6))
         await run.settle()
     assert rotated and run.ids == [1, 2, 3, 4, 5]
+
+
+async def test_how_far_behind_is_known_before_the_end_of_the_file(tmp_path: Path) -> None:
+    """A tail that is behind never reaches the end of its file, where the size is learned: its
+    health still says how many bytes are left to read."""
+    log = tmp_path / "postgresql.csv"
+    log.write_bytes(b"".join(csv_record(n) for n in range(20_000)))  # ~4 MB
+    tail = LogTail(
+        str(log),
+        EventBuilder(WatchedTables([TableName.parse("crm.client_list")])),
+        fmt="csvlog",
+        start="beginning",
+    )
+    batches = tail.batches()
+    try:
+        first = await anext(batches)
+        assert first.events
+        with log.open("ab") as more:  # the server writes on
+            more.write(b"".join(csv_record(n) for n in range(20_000, 30_000)))
+        behind = tail.health().bytes_behind
+        read = first.checkpoint["files"][0]["offset"]
+        assert behind == log.stat().st_size - read > 0
+    finally:
+        await batches.aclose()
