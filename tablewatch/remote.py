@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import os
 import ssl
 import time
 from collections.abc import Sequence
@@ -332,6 +333,10 @@ def _untagged(p: PrincipalKey) -> PrincipalKey:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):  # aiohttp's words are long: the OS's
+        err = exc.os_error
+        said = os.strerror(err.errno) if err.errno else str(err)
+        return f"cannot connect: {said.lower()}"
     return safe(str(exc) or type(exc).__name__, 200)
 
 

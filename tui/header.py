@@ -45,14 +45,18 @@ def header(
     if problem:
         second.append(t.join((t.label("✗ view:", t.ERROR), t.data(problem, 120))))
     if snapshot is not None:
-        if snapshot.sources:
-            second += [source(s, snapshot.taken_us) for s in snapshot.sources]
+        if snapshot.sources:  # trouble first: at 80 columns the line is cut at the right
+            trouble = sorted(snapshot.sources, key=lambda s: _URGENCY.get(s.state, 1))
+            second += [source(s, snapshot.taken_us) for s in trouble]
         else:
             second.append(t.label("no sources", t.DIM))
     if legend:
         second.append(t.data(legend, 100, t.ACCENT))
     second.append(t.join((t.label("operator", t.DIM), t.data(operator, 24))))
     return t.lines((t.join(first, " │ "), t.join(second, " │ ")))
+
+
+_URGENCY = {"error": 0, "waiting": 1, "ok": 2}
 
 
 def alerting(snapshot: Snapshot) -> list[Text]:
