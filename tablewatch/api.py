@@ -24,7 +24,7 @@ import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 from aiohttp import web
@@ -32,6 +32,7 @@ from aiohttp.typedefs import Middleware
 
 from core.findings import PrincipalKey
 from core.safetext import safe
+from core.snapshot import AlertView
 from core.view import ActionRefused, EngineView, PageRequest
 from tablewatch.wire import (
     Fields,
@@ -195,91 +196,78 @@ class AgentApi:
 
     async def page(self, request: web.Request) -> web.Response:
         """`POST /api/v1/alerts`: the operator's page."""
-        try:
-            f = await _body(request)
-            principal = await self._principal(f)
-            severity = f.severity(allow_none=False)
-            reasons = tuple(f.items("reasons", read_reason))
-            page = PageRequest(principal, severity, _note(f), _operator(f), reasons=reasons[:50])
-        except _Refused as exc:
-            return exc.answer()
-        except WireError as exc:
-            return refusal(400, str(exc))
-        try:
-            alert = await self.view.page(page)
-        except ActionRefused as exc:
-            return refusal(409, str(exc))
-        finally:
-            self._stale()
-        return web.json_response(alert_json(alert), status=201)
+
+        async def act(f: Fields) -> web.Response:
+            page = PageRequest(
+                await self._principal(f),
+                f.severity(allow_none=False),
+                _note(f),
+                _operator(f),
+                reasons=tuple(f.items("reasons", read_reason))[:50],
+            )
+            return web.json_response(alert_json(await self.view.page(page)), status=201)
+
+        return await self._carry_out(request, act)
 
     async def acknowledge(self, request: web.Request) -> web.Response:
         """`POST /api/v1/alerts/{key}/ack`."""
-        return await self._act(request, self.view.acknowledge)
+        return await self._on_alert(request, self.view.acknowledge)
 
     async def resolve(self, request: web.Request) -> web.Response:
         """`POST /api/v1/alerts/{key}/resolve`."""
-        return await self._act(request, self.view.resolve)
+        return await self._on_alert(request, self.view.resolve)
 
-    async def _act(
-        self, request: web.Request, action: Callable[..., Awaitable[Any]]
+    async def _on_alert(
+        self, request: web.Request, action: Callable[[str, str, str], Awaitable[AlertView]]
     ) -> web.Response:
         key = request.match_info["key"]
-        try:
-            f = await _body(request)
+
+        async def act(f: Fields) -> web.Response:
             note, operator = _note(f), _operator(f)
-        except _Refused as exc:
-            return exc.answer()
-        except WireError as exc:
-            return refusal(400, str(exc))
-        known = {a.key for a in (await self.view.snapshot()).alerts}
-        if key not in known:
-            return refusal(404, f"no alert with key {key[:80]!r}")
-        try:
-            alert = await action(key, note, operator)
-        except ActionRefused as exc:
-            return refusal(409, str(exc))
-        finally:
-            self._stale()
-        return web.json_response(alert_json(alert))
+            if key not in {a.key for a in (await self.view.snapshot()).alerts}:
+                raise _Refused(404, f"no alert with key {key[:80]!r}")
+            return web.json_response(alert_json(await action(key, note, operator)))
+
+        return await self._carry_out(request, act)
 
     async def expected(self, request: web.Request) -> web.Response:
         """`POST /api/v1/expected`: the reader is known from now on."""
-        try:
-            f = await _body(request)
-            principal = await self._principal(f)
-            note, operator = _note(f), _operator(f)
-        except _Refused as exc:
-            return exc.answer()
-        except WireError as exc:
-            return refusal(400, str(exc))
-        try:
-            await self.view.mark_expected(principal, note, operator)
-        except ActionRefused as exc:
-            return refusal(409, str(exc))
-        finally:
-            self._stale()
-        return web.json_response({"expected": principal.fields(), "note": note})
+
+        async def act(f: Fields) -> web.Response:
+            principal, note = await self._principal(f), _note(f)
+            await self.view.mark_expected(principal, note, _operator(f))
+            return web.json_response({"expected": principal.fields(), "note": note})
+
+        return await self._carry_out(request, act)
 
     async def snooze(self, request: web.Request) -> web.Response:
         """`POST /api/v1/snooze`: the reader does not page for `seconds` (0 lifts it)."""
-        try:
-            f = await _body(request)
-            principal = await self._principal(f)
-            seconds, operator = f.integer("seconds"), _operator(f)
+
+        async def act(f: Fields) -> web.Response:
+            principal, seconds = await self._principal(f), f.integer("seconds")
             if seconds > SNOOZE_MAX_SECONDS:
                 raise WireError(f"seconds: at most {SNOOZE_MAX_SECONDS:,} (a week)")
+            await self.view.snooze(principal, seconds, _operator(f))
+            return web.json_response({"snoozed": principal.fields(), "seconds": seconds})
+
+        return await self._carry_out(request, act)
+
+    async def _carry_out(
+        self, request: web.Request, act: Callable[[Fields], Awaitable[web.Response]]
+    ) -> web.Response:
+        """`act` on the request's JSON body: malformed is a 400 (415: not JSON) naming the
+        field, an action the engine refuses a 409 with its reason. Every field is read before
+        the action starts, so a bad request changes nothing."""
+        try:
+            return await act(await _body(request))
         except _Refused as exc:
             return exc.answer()
         except WireError as exc:
             return refusal(400, str(exc))
-        try:
-            await self.view.snooze(principal, seconds, operator)
         except ActionRefused as exc:
             return refusal(409, str(exc))
         finally:
             self._stale()
-        return web.json_response({"snoozed": principal.fields(), "seconds": seconds})
 
     async def _principal(self, f: Fields) -> PrincipalKey:
         """The request's reader, on one of the watched tables."""
