@@ -209,7 +209,8 @@ class RemoteView:
     async def _follow(self) -> None:
         url = f"{self.address.url}{PREFIX}/stream?interval={STREAM_INTERVAL:g}"
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS)
-        async with self._http().get(url, timeout=timeout) as answer:
+        # no redirects: the token goes to the agent named on the command line, nowhere else
+        async with self._http().get(url, timeout=timeout, allow_redirects=False) as answer:
             if answer.status != 200:
                 raise aiohttp.ClientResponseError(
                     answer.request_info, (), status=answer.status, message=await _reason(answer)
@@ -315,7 +316,7 @@ class RemoteView:
         timeout = aiohttp.ClientTimeout(total=ACTION_SECONDS, connect=CONNECT_SECONDS)
         try:
             async with self._http().post(
-                self.address.url + path, json=body, timeout=timeout
+                self.address.url + path, json=body, timeout=timeout, allow_redirects=False
             ) as answer:
                 if answer.status >= 300:
                     raise ActionRefused(f"agent {self.name}: {await _reason(answer)}")
