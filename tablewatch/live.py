@@ -32,6 +32,9 @@ TAIL_EVENTS = 500
 STATEMENTS_PER_READER = 8
 STATEMENT_CHARS = 4096
 """Statement texts kept per reader are cut here (the screen shows far less)."""
+PARAMETERS_KEPT = 32
+PARAMETER_CHARS = 256
+"""Each kept statement's parameters are bounded too (the screen shows 400 characters of them)."""
 READERS_WITH_STATEMENTS = 20_000
 """Readers whose latest statements are kept (the least recently active are dropped first)."""
 PAGE_SETTLE_SECONDS = 2.0
@@ -217,7 +220,15 @@ class LiveEngine:
                 text = e.statement
                 if text is not None and len(text) > STATEMENT_CHARS:
                     text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
-                seen.append(StatementSeen(e.time_us, e.command, text, e.parameters, e.rows))
+                params = e.parameters
+                if params is not None and (
+                    len(params) > PARAMETERS_KEPT or any(len(v) > PARAMETER_CHARS for v in params)
+                ):
+                    params = tuple(
+                        v if len(v) <= PARAMETER_CHARS else v[: PARAMETER_CHARS - 1] + ELLIPSIS
+                        for v in params[:PARAMETERS_KEPT]
+                    )
+                seen.append(StatementSeen(e.time_us, e.command, text, params, e.rows))
 
     def statement_of(self, principal: PrincipalKey) -> str | None:
         """The reader's latest statement on the table (raw: the alert center redacts it)."""

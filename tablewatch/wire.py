@@ -5,8 +5,9 @@ Encoding follows the contract: `{"taken_at", "readers": [{"user", "client_addr",
 "alerts", ...}`; times are ISO 8601 with an offset (microseconds kept), reasons carry their
 `code` and `detail` as `replay` prints them plus their own severity and score. Texts are passed as
 they are (raw database values: the dashboard makes them safe when it draws them), but bounded: a
-statement is cut to STATEMENT_CHARS and parameters to PARAMETERS values of PARAMETER_CHARS, so
-that one 2 MB statement cannot make every snapshot 2 MB.
+statement is cut to STATEMENT_CHARS and parameters to PARAMETERS values of PARAMETER_CHARS, each
+text to ESCAPED times its budget once JSON-escaped, so that a 2 MB statement (or one made of
+control characters) cannot make every snapshot huge.
 
 Decoding is strict about types and lenient about additions: a key it does not know is ignored (a
 newer agent may send more), a missing optional key takes its default, and anything else is a
@@ -35,9 +36,13 @@ from core.snapshot import (
 )
 from core.sources import SourceHealth
 
-STATEMENT_CHARS: Final = 4096
-PARAMETERS: Final = 64
-PARAMETER_CHARS: Final = 512
+STATEMENT_CHARS: Final = 1024
+"""The dashboard shows at most 600 characters of a statement."""
+PARAMETERS: Final = 32
+PARAMETER_CHARS: Final = 128
+ESCAPED: Final = 2
+"""A text may take at most this many times its character budget once JSON-escaped: control
+characters take six bytes each (\u001b), and a hostile statement can be made of nothing else."""
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -55,9 +60,16 @@ def _time(time_us: int) -> str:
 
 
 def _cut(text: str | None, limit: int = STATEMENT_CHARS) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + ELLIPSIS
+    """`text` within `limit` characters, and within ESCAPED times that once in JSON."""
+    if text is None:
+        return None
+    if len(text) > limit:
+        text = text[: limit - 1] + ELLIPSIS
+    size = len(msgspec.json.encode(text))
+    while size > ESCAPED * limit + 2 and len(text) > 1:
+        text = text[: max(1, len(text) * ESCAPED * limit // size - 1)] + ELLIPSIS
+        size = len(msgspec.json.encode(text))
+    return text
 
 
 def _params(values: Sequence[str] | None) -> list[str] | None:
@@ -392,6 +404,8 @@ def read_source(f: Fields) -> SourceHealth:
             when = datetime.fromisoformat(stamp)
         except ValueError:
             raise WireError(f"{f.path}.last_event_time: not an ISO 8601 time") from None
+        if when.tzinfo is None:
+            raise WireError(f"{f.path}.last_event_time: a time needs its offset")
     return SourceHealth(
         f.text("name"),
         f.text("state"),

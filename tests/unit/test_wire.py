@@ -96,7 +96,7 @@ def test_large_texts_are_bounded() -> None:
     back = _trip(snap)
     assert len(back.tail[0].statement or "") == STATEMENT_CHARS
     params = back.readers[0].seen[0].parameters or ()
-    assert len(params) == PARAMETERS + 1 and params[-1].endswith("436 more")
+    assert len(params) == PARAMETERS + 1 and params[-1].endswith(f"{500 - PARAMETERS} more")
     assert all(len(p) <= PARAMETER_CHARS for p in params)
 
 
@@ -133,3 +133,17 @@ def test_unknown_keys_are_ignored() -> None:
     body["from_the_future"] = {"x": 1}
     body["readers"][0]["new_signal"] = 3
     assert read_snapshot(body) == _snapshot()
+
+
+def test_texts_of_control_characters_stay_within_budget() -> None:
+    """Each escape character takes six bytes in JSON: a statement made of them is cut harder."""
+    nasty = "\x1b" * 100_000
+    seen = StatementSeen(T, "SELECT", nasty, tuple(nasty for _ in range(1_000)), 1)
+    snap = _snapshot(nasty)
+    snap = replace(snap, readers=(replace(snap.readers[0], seen=(seen,) * 8),) * 200)
+    body = encode(snapshot_json(snap, "db1"))
+    per_statement = 2 * (STATEMENT_CHARS + (PARAMETERS + 1) * PARAMETER_CHARS)
+    assert len(body) < 1_700 * per_statement  # 1,600 statements seen, 1 in the tail
+    back = _trip(snap)
+    assert back.readers[0].seen[0].statement is not None
+    assert back.readers[0].seen[0].statement.startswith("\x1b" * 100)
