@@ -34,6 +34,7 @@ from core.findings import PrincipalKey
 from core.safetext import safe
 from core.snapshot import AlertView
 from core.view import ActionRefused, EngineView, PageRequest
+from tablewatch.web import is_loopback
 from tablewatch.wire import (
     Fields,
     WireError,
@@ -93,13 +94,25 @@ def token_guard(token: str) -> Middleware:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        sent = given.strip().encode("utf-8", "surrogateescape")  # any bytes: never a 500
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent, expected):
             answer = refusal(401, "a valid token is required: Authorization: Bearer <token>")
             answer.headers["WWW-Authenticate"] = 'Bearer realm="tablewatch"'
             return answer
         return await handler(request)
 
     return guard
+
+
+@web.middleware
+async def loopback_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Without a token the API listens on loopback only; refuse (403) a request whose Host names
+    anything else, which is what a browser tricked by DNS rebinding would send."""
+    host = request.url.host or ""
+    if not is_loopback(host.strip("[]")):
+        return refusal(403, "this agent's API answers requests for a loopback host only "
+                            "(set a token to serve other names)")  # fmt: skip
+    return await handler(request)
 
 
 class AgentApi:
@@ -125,8 +138,9 @@ class AgentApi:
         ]
 
     def middlewares(self, token: str | None) -> list[Middleware]:
-        """JSON refusals, and the token check when there is a token."""
-        return [json_errors, *([token_guard(token)] if token else [])]
+        """JSON refusals, and the token check when there is a token (without one, only requests
+        naming a loopback host: a web page's DNS rebinding cannot reach the API)."""
+        return [json_errors, token_guard(token) if token else loopback_guard]
 
     async def close(self, app: web.Application | None = None) -> None:
         """End the streams (the listener is stopping)."""
@@ -186,8 +200,8 @@ class AgentApi:
                 await answer.write(b"event: snapshot\ndata: " + body + b"\n\n")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.closing.wait(), interval)
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the client left (or the agent is stopping)
+        except ConnectionError:
+            pass  # the client left
         finally:
             self.streams -= 1
         return answer

@@ -182,6 +182,8 @@ class RemoteView:
                     self._down("the agent closed the stream")
                 except _AgentFailed as exc:
                     self._down(f"the agent failed: {exc}")
+                except aiohttp.ServerTimeoutError:  # connecting took too long
+                    self._down(f"cannot connect: no answer within {CONNECT_SECONDS:g} s")
                 except TimeoutError:
                     self._down(f"no snapshot for {STALL_SECONDS:g} s")
                 except aiohttp.ClientResponseError as exc:
@@ -215,15 +217,17 @@ class RemoteView:
                 raise aiohttp.ClientResponseError(
                     answer.request_info, (), status=answer.status, message=await _reason(answer)
                 )
-            buffer = b""
+            buffer = bytearray()
             while True:
                 chunk = await asyncio.wait_for(answer.content.readany(), STALL_SECONDS)
                 if not chunk:
                     raise _StreamEnded
+                searched = max(0, len(buffer) - 1)  # only the new bytes are searched
                 buffer += chunk
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
-                    self._take(event)
+                while (end := buffer.find(b"\n\n", searched)) >= 0:
+                    self._take(bytes(buffer[:end]))
+                    del buffer[: end + 2]
+                    searched = 0
                 if len(buffer) > MAX_EVENT_BYTES:
                     raise WireError(f"an event larger than {MAX_EVENT_BYTES:,} bytes")
 
@@ -274,7 +278,16 @@ class RemoteView:
         snap = self.latest
         if snap is None:
             return Snapshot(wall_us(), (), (), 0, False, sources=(self.health(),))
-        return dataclasses.replace(snap, sources=(self.health(), *snap.sources))
+        sources = snap.sources
+        if not self.connected:  # what the agent last said of its sources is no news now
+            when = time.strftime("%H:%M:%S", time.gmtime(snap.taken_us / 1e6))
+            sources = tuple(
+                dataclasses.replace(
+                    h, state="waiting", detail=f"unknown since {when} (agent not answering)"
+                )
+                for h in sources
+            )
+        return dataclasses.replace(snap, sources=(self.health(), *sources))
 
     async def page(self, request: PageRequest) -> AlertView:
         body = {
@@ -332,12 +345,17 @@ def _untagged(p: PrincipalKey) -> PrincipalKey:
 
 
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return safe(f"the agent's certificate is refused: {exc.certificate_error}", 200)
     if isinstance(exc, aiohttp.ClientConnectorError):  # aiohttp's words are long: the OS's
         err = exc.os_error
-        said = os.strerror(err.errno) if err.errno else str(err)
-        return f"cannot connect: {said.lower()}"
+        if type(err) in (OSError, ConnectionRefusedError) and err.errno and err.errno > 0:
+            said = os.strerror(err.errno)
+        else:  # a name that does not resolve, a TLS failure: their own words
+            said = err.strerror or str(err) or type(err).__name__
+        return safe(f"cannot connect: {said[:1].lower()}{said[1:]}", 200)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
     return safe(str(exc) or type(exc).__name__, 200)
 
 

@@ -209,6 +209,10 @@ async def test_bad_requests_are_refused_with_a_reason(tmp_path: Path) -> None:
         assert "no such endpoint" in await refused("GET", "/nothing", 404)
         assert "interval" in await refused("GET", "/stream?interval=0", 400)
         assert "interval" in await refused("GET", "/stream?interval=soon", 400)
+        # no token, so loopback only: a page that rebinds its own name to 127.0.0.1 is refused
+        assert "loopback host only" in await refused(
+            "GET", "/snapshot", 403, headers={"Host": "evil.example"}
+        )
         # none of it reached the alerts
         assert not (tmp_path / "state" / "operator-trail.jsonl").exists()
         assert agent.returncode is None
@@ -229,7 +233,12 @@ async def test_the_token_and_listening_off_loopback(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}/api/v1"
     async with running(config) as agent, aiohttp.ClientSession() as http:
         await next_log(agent, "started")
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": TOKEN},
+            {"Authorization": "Bearer \xff\xfe"},  # not UTF-8: still a 401, never a 500
+        ):
             async with http.get(f"{base}/snapshot", headers=headers) as answer:
                 assert answer.status == 401
                 assert answer.headers["WWW-Authenticate"].startswith("Bearer")

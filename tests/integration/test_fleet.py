@@ -105,6 +105,8 @@ async def test_one_dashboard_for_two_agents(tmp_path: Path) -> None:
         detail = next(h.detail for h in down.sources if h.name == "agent west")
         assert detail.startswith("disconnected since") and "reconnecting" in detail
         assert _link(down, "east") == "ok"
+        gone = next(h for h in down.sources if h.name == "west: audit_log")
+        assert gone.state == "waiting" and "agent not answering" in gone.detail
         assert any(r.principal.agent == "west" for r in down.readers)
         with pytest.raises(ActionRefused, match="agent west unreachable"):
             await view.snooze(west_alice, 60, "ann")
