@@ -106,6 +106,10 @@ class CheckpointedTail:
         self.name = tail.name
         self.unsaved = ""
         """Why the latest checkpoint could not be written ("" : it was)."""
+        self._due: dict[str, Any] | None = None
+        """The position after the batches the engine has processed, not saved yet."""
+        self._saved_at = time.monotonic()
+        self._retired = False
 
     async def batches(self) -> AsyncIterator[EventBatch]:
         """The tail's batches. Once the engine has processed one (when the next is asked for:
@@ -115,26 +119,34 @@ class CheckpointedTail:
         save into counters restored from that same save: still each record counted once.
         A checkpoint that cannot be written is shown and the tail reads on (stopping would
         re-read, and count twice, what the engine already took); the next save tries again."""
-        due: dict[str, Any] | None = None
-        saved_at = time.monotonic()
         try:
             async for batch in self.tail.batches():
                 yield batch
-                due = batch.checkpoint
-                if time.monotonic() - saved_at >= CHECKPOINT_SECONDS:
-                    self._save(due)
-                    due, saved_at = None, time.monotonic()
+                self._due = batch.checkpoint
+                if time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS:
+                    self.flush()
         finally:
-            if due is not None:
-                self._save(due)
+            self.flush()
 
-    def _save(self, checkpoint: dict[str, Any]) -> None:
-        try:
-            self.store.save(checkpoint, self.engine.counters())
-        except OSError as exc:
-            self.unsaved = safe(f"checkpoint not saved: {exc.strerror or exc}", 300)
-        else:
-            self.unsaved = ""
+    def retire(self) -> None:
+        """Replaced by a fresh tail: save what is due, then never save again (an abandoned
+        generator's late clean-up must not put an older position back)."""
+        self.flush()
+        self._retired = True
+
+    def flush(self) -> bool:
+        """Save the due checkpoint now (a quiet log has no next batch to do it); whether the
+        saved checkpoint is up to date. Safe from any task: a checkpoint is due only once the
+        engine has processed its batch, so the counters saved with it always match it."""
+        if self._due is not None and not self._retired:
+            try:
+                self.store.save(self._due, self.engine.counters())
+            except OSError as exc:
+                self.unsaved = safe(f"checkpoint not saved: {exc.strerror or exc}", 300)
+            else:
+                self.unsaved, self._due = "", None
+            self._saved_at = time.monotonic()
+        return not self.unsaved
 
     def health(self) -> SourceHealth:
         """The tail's health (in error while its checkpoint cannot be saved)."""
@@ -176,16 +188,30 @@ def _tail(
     return CheckpointedTail(tail, store, engine)
 
 
-async def _save_baselines(engine: Engine, settings: Settings, log: Log) -> None:
+async def _save_baselines(
+    engine: Engine, settings: Settings, log: Log, tails: list[CheckpointedTail]
+) -> None:
     """Save the baselines every BASELINES_SAVE_SECONDS (they are saved at stop too); a failure
-    is logged and tried again at the next turn, never fatal."""
+    is logged and tried again at the next turn, never fatal. The log position is saved first:
+    baselines that had learned from records the checkpoint does not cover would learn them
+    again after a kill -9 (so while the checkpoint cannot be saved, neither are they)."""
     while True:
         await asyncio.sleep(BASELINES_SAVE_SECONDS)
+        if tails and not tails[-1].flush():
+            log("error", "baselines_not_saved", detail="the log position cannot be saved")
+            continue
         try:
             engine.save(settings.state.path(), hand_over=False)
         except Exception as exc:  # the agent runs on without them; the next save may succeed
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             log("error", "baselines_not_saved", detail=f"{type(exc).__name__}: {detail}")
+
+
+async def _flushing(tails: list[CheckpointedTail]) -> None:
+    """Save the log position of a quiet log too (batches save it only when the next comes)."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_SECONDS)
+        tails[-1].flush()
 
 
 async def _watch(live: LiveEngine, log: Log) -> None:
@@ -271,10 +297,15 @@ async def agent(
         await center.close()
         return 2
     store = CheckpointStore(state / CHECKPOINT)
-    live.attach(
-        _tail(settings, tables, store, log, engine, restore=True),
-        make=lambda: _tail(settings, tables, store, log, engine),
-    )
+    tails = [_tail(settings, tables, store, log, engine, restore=True)]
+
+    def again() -> CheckpointedTail:  # a source restarted after a failure
+        tails[-1].retire()
+        tails.append(_tail(settings, tables, store, log, engine))
+        del tails[:-1]
+        return tails[-1]
+
+    live.attach(tails[0], make=again)
     try:
         servers = await _listen(settings, live)
     except ListenError as exc:
@@ -289,7 +320,8 @@ async def agent(
         async with asyncio.TaskGroup() as group:
             group.create_task(live.run(), name="engine")
             group.create_task(_watch(live, log), name="log")
-            group.create_task(_save_baselines(engine, settings, log), name="baselines")
+            group.create_task(_save_baselines(engine, settings, log, tails), name="baselines")
+            group.create_task(_flushing(tails), name="checkpoint")
             if hangups is not None and load is not None:
                 group.create_task(_reloading(settings, load, center, log, hangups), name="reload")
     except asyncio.CancelledError:

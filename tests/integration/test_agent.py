@@ -39,6 +39,15 @@ async def test_the_agent_follows_the_log_serves_metrics_and_stops_cleanly(tmp_pa
         reads = sum(v for k, v in m.items() if k.startswith("tablewatch_reads_total"))
         assert reads > 0 and m["tablewatch_source_up{source=audit_log}"] == 1
         assert await next_log(agent, "alert_active")  # the sample's exfiltration paged
+        # the log has gone quiet: its position is saved all the same, the counts with it
+        checkpoint = tmp_path / "state" / "audit_log.checkpoint.json"
+        for _ in range(50):
+            if checkpoint.exists():
+                saved = json.loads(checkpoint.read_text())
+                if saved["consumer"].get("events") == SAMPLE_EVENTS:
+                    break
+            await asyncio.sleep(0.1)
+        assert json.loads(checkpoint.read_text())["consumer"]["events"] == SAMPLE_EVENTS
         second = await start(config)  # the same state dir
         refused = await next_log(second, "refused")
         assert "in use by another tablewatch" in refused["detail"]
