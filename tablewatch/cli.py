@@ -164,7 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log lines on stderr"
     )
-    sub.add_parser("doctor", help="checks of privileges and the pgaudit set-up (not built yet)")
+    doctor = sub.add_parser(
+        "doctor",
+        help="checks the monitoring role, pgaudit's set-up and the log; says what to fix",
+        description="Connect with [database] dsn and check the monitoring role's privileges, "
+        "pgaudit's set-up for each watched table and the server log's destination and format, "
+        "then whether this user can read [audit_log] path. Each problem is printed with the SQL "
+        "or setting that fixes it. Exit 0: nothing wrong (warnings allowed); 1: something is.",
+    )
+    _table_option(doctor)
     alert = sub.add_parser(
         "alert",
         help="alert sinks: `alert test` sends a test alert through them",
@@ -261,6 +269,13 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return run_dashboard(settings, tables)
 
 
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    tables = _tables(args, settings)
+    from tablewatch.doctor import run_doctor
+
+    return run_doctor(settings, tables)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.text or not _terminal():
         if not args.text:
@@ -318,6 +333,7 @@ _COMMANDS = {
     "tail": _tail,
     "demo": _demo,
     "dashboard": _dashboard,
+    "doctor": _doctor,
     "alert": _alert,
     "run": _run,
 }
