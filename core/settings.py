@@ -135,16 +135,27 @@ class AuditLogSettings(_Section):
         return value
 
 
-class MetricsSettings(_Section):
+class _Listener(_Section):
+    """A listener that may serve HTTPS."""
+
+    tls_cert_file: str = ""
+    """PEM certificate (with its chain) to serve HTTPS; with tls_key_file. "" serves HTTP."""
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> _Listener:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        return self
+
+
+class MetricsSettings(_Listener):
     """`[metrics]`: Prometheus /metrics."""
 
     listen: str = "127.0.0.1:9746"
     """host:port; "" disables."""
     top_k: int = Field(default=50, ge=1, le=10_000)
     """Principals exported one by one; the rest are folded into principal="other"."""
-    tls_cert_file: str = ""
-    """PEM certificate (with its chain) to serve HTTPS; with tls_key_file. "" serves HTTP."""
-    tls_key_file: str = ""
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
     """user = bcrypt hash (as in the Prometheus exporter-toolkit web config,
     `htpasswd -nBC 10 USER`); empty: no authentication."""
@@ -159,14 +170,8 @@ class MetricsSettings(_Section):
                 raise ValueError(f"basic_auth_users: the value for {user!r} is not a bcrypt hash")
         return value
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> MetricsSettings:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
-        return self
 
-
-class ApiSettings(_Section):
+class ApiSettings(_Listener):
     """`[api]`: the agent API that remote dashboards attach to."""
 
     listen: str = "127.0.0.1:9747"
@@ -174,9 +179,6 @@ class ApiSettings(_Section):
     token: SecretStr | None = None
     """Required when listening off loopback (TABLEWATCH_API__TOKEN); a dashboard attaching with
     `--agent` sends it. At least 16 characters (`openssl rand -hex 32`)."""
-    tls_cert_file: str = ""
-    """PEM certificate (with its chain) to serve HTTPS; with tls_key_file. "" serves HTTP."""
-    tls_key_file: str = ""
     ca_file: str = ""
     """For a dashboard attaching to https:// agents: the CA certificate(s) to trust, when not
     the system's."""
@@ -187,12 +189,6 @@ class ApiSettings(_Section):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("token: at least 16 characters (openssl rand -hex 32)")
         return value
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> ApiSettings:
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
-        return self
 
 
 class StateSettings(_Section):

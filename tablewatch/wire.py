@@ -298,7 +298,8 @@ class Fields:
             raise WireError(f"{self._name(key)}: expected true or false")
         return value
 
-    def time_us(self, key: str) -> int:
+    def moment(self, key: str) -> datetime:
+        """The ISO 8601 time `key`, with its offset."""
         value = self.text(key)
         try:
             when = datetime.fromisoformat(value)
@@ -306,7 +307,10 @@ class Fields:
             raise WireError(f"{self._name(key)}: not an ISO 8601 time") from None
         if when.tzinfo is None:
             raise WireError(f"{self._name(key)}: a time needs its offset")
-        return us_from_utc(when)
+        return when
+
+    def time_us(self, key: str) -> int:
+        return us_from_utc(self.moment(key))
 
     def optional_time_us(self, key: str) -> int | None:
         return None if self._get(key, None) is None else self.time_us(key)
@@ -397,15 +401,7 @@ def read_finding(f: Fields, agent: str = "") -> Finding:
 
 
 def read_source(f: Fields) -> SourceHealth:
-    stamp = f.optional_text("last_event_time")
-    when = None
-    if stamp is not None:
-        try:
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            raise WireError(f"{f.path}.last_event_time: not an ISO 8601 time") from None
-        if when.tzinfo is None:
-            raise WireError(f"{f.path}.last_event_time: a time needs its offset")
+    when = None if f.optional_text("last_event_time") is None else f.moment("last_event_time")
     return SourceHealth(
         f.text("name"),
         f.text("state"),
