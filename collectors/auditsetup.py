@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg  # type: ignore[import-untyped]
-
+from collectors.pgstat import DatabaseLink, table_args
 from core.tables import TableName
 
 SQL: Final = (Path(__file__).parent / "sql" / "audit_setup.sql").read_text()
@@ -58,17 +57,14 @@ class AuditSetup:
 
 
 async def read_setup(
-    conn: asyncpg.Connection, tables: Sequence[TableName], audit_role: str
+    link: DatabaseLink, tables: Sequence[TableName], audit_role: str
 ) -> AuditSetup:
-    """The audit set-up, in one query."""
-    row = await conn.fetchrow(
-        SQL,
-        [str(t) for t in tables],
-        [t.schema or "" for t in tables],
-        [t.name for t in tables],
-        audit_role,
-    )
-    assert row is not None  # one row, always
+    """The audit set-up, in one query.
+
+    Raises:
+        ConnectionError: the database cannot answer (the reason, one line).
+    """
+    row = (await link.fetch(SQL, *table_args(tables), audit_role))[0]  # one row, always
     settings: dict[str, Any] = json.loads(row["settings"])
     return AuditSetup(
         login=row["login"],

@@ -13,6 +13,7 @@ never a negative read, and a server restart is noted.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,11 @@ class DatabaseLink:
         return rows
 
     def _failed(self, exc: BaseException, now: float) -> None:
-        self.problem = safe(f"{type(exc).__name__}: {exc}", 300)
+        if isinstance(exc, OSError) and exc.errno and exc.errno > 0:  # the OS's own words
+            said = f"cannot connect: {os.strerror(exc.errno).lower()}"
+        else:
+            said = f"{type(exc).__name__}: {exc}"
+        self.problem = safe(said, 300)
         if self.down_since is None:
             self.down_since = now
         self._next_try = now + self._pause
@@ -100,6 +105,12 @@ class DatabaseLink:
                 await asyncio.wait_for(conn.close(), 2.0)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 conn.terminate()
+
+
+def table_args(tables: Sequence[TableName]) -> tuple[list[str], list[str], list[str]]:
+    """The watched tables as the queries in collectors/sql take them: as shown, their schemas
+    ('' : any), their names."""
+    return [str(t) for t in tables], [t.schema or "" for t in tables], [t.name for t in tables]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +158,7 @@ class TableStatsSource:
             ConnectionError: the database cannot answer now (see `health`).
         """
         t0 = time.monotonic()
-        rows = await self.link.fetch(
-            SQL,
-            [str(t) for t in self.tables],
-            [t.schema or "" for t in self.tables],
-            [t.name for t in self.tables],
-        )
+        rows = await self.link.fetch(SQL, *table_args(self.tables))
         self.last_poll_seconds = time.monotonic() - t0
         self.polls += 1
         out: list[TableReads] = []

@@ -15,16 +15,13 @@ import sys
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-import asyncpg  # type: ignore[import-untyped]
-
 from collectors.auditsetup import AuditSetup, read_setup
 from collectors.logformats import sniff
+from collectors.pgstat import DatabaseLink
 from core.safetext import safe
 from core.settings import Settings
 from core.tables import TableName
 
-CONNECT_SECONDS: Final = 5.0
-STATEMENT_TIMEOUT_MS: Final = 5000
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 MARKS: Final = {OK: "✓", WARN: "!", FAIL: "✗"}
 
@@ -303,45 +300,27 @@ async def diagnose(settings: Settings, tables: list[TableName]) -> tuple[str, li
         )
         return "no database", checks + log_checks(settings, None)
     password = db.password.get_secret_value() if db.password is not None else None
+    link = DatabaseLink(
+        db.dsn,
+        password,
+        statement_timeout=db.statement_timeout.total_seconds(),
+        application_name="tablewatch doctor",
+    )
     try:
-        conn = await asyncpg.connect(
-            db.dsn,
-            password=password,
-            timeout=CONNECT_SECONDS,
-            server_settings={
-                "application_name": "tablewatch doctor",
-                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
-            },
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
-            why = f"cannot connect: {os.strerror(exc.errno).lower()}"
-        else:
-            why = str(exc) or type(exc).__name__
+        setup = await read_setup(link, tables, settings.detection.audit_role)
+    except ConnectionError as exc:
         checks.append(
             Check(
                 "connect",
                 FAIL,
-                safe(why, 300),
+                str(exc),
                 "check [database] dsn, pg_hba.conf for this host and role, and the "
                 "password (TABLEWATCH_DATABASE__PASSWORD or ~/.pgpass)",
             )
         )
         return _where(db.dsn), checks + log_checks(settings, None)
-    try:
-        setup = await read_setup(conn, tables, settings.detection.audit_role)
-    except asyncpg.PostgresError as exc:
-        checks.append(
-            Check(
-                "connect",
-                FAIL,
-                safe(f"cannot read the set-up: {exc}", 300),
-                "GRANT pg_monitor TO the monitoring role",
-            )
-        )
-        return _where(db.dsn), checks + log_checks(settings, None)
     finally:
-        await conn.close()
+        await link.close()
     checks.append(Check("connect", OK, f"as {setup.login}, PostgreSQL {setup.server_version}"))
     checks += database_checks(setup, settings)
     return _where(db.dsn), checks + log_checks(settings, setup)
