@@ -5,24 +5,26 @@ functions, a REVOKE from the audit role).
 `DatabaseLink` is one connection of the monitoring role, with a statement_timeout, reconnected
 with backoff (RETRY_SECONDS doubling to RETRY_MAX_SECONDS) whenever it breaks; its state is the
 source's health. `TableStatsSource` polls `pg_stat_all_tables` for the watched tables every
-interval and hands out how many tuples each table gave out since the previous poll
-(`TableReads`): a counter that went down (statistics reset, a crash) starts a new baseline,
-never a negative read, and a server restart is noted.
+interval and hands out the scans and tuples each table gave out since the previous poll
+(`core.dbside.TableReads`): a counter that went down (statistics reset, a crash) starts a new
+baseline, never a negative read, and a server restart is noted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from core.dbside import Observations, TableReads
 from core.events import us_from_utc
 from core.safetext import safe
 from core.sources import SourceHealth
@@ -32,6 +34,8 @@ SQL: Final = (Path(__file__).parent / "sql" / "table_stats.sql").read_text()
 CONNECT_SECONDS: Final = 5.0
 RETRY_SECONDS: Final = 1.0
 RETRY_MAX_SECONDS: Final = 30.0
+
+_T = TypeVar("_T")
 
 
 class DatabaseLink:
@@ -65,15 +69,7 @@ class DatabaseLink:
             if now < self._next_try:
                 raise ConnectionError(self.problem or "waiting to reconnect")
             try:
-                self._conn = await asyncpg.connect(
-                    self.dsn,
-                    password=self.password,
-                    timeout=CONNECT_SECONDS,
-                    server_settings={
-                        "application_name": self.application_name,
-                        "statement_timeout": str(int(self.statement_timeout * 1000)),
-                    },
-                )
+                self._conn = await self.connect()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 self._failed(exc, now)
                 raise ConnectionError(self.problem) from None
@@ -85,6 +81,19 @@ class DatabaseLink:
             raise ConnectionError(self.problem) from None
         self.problem, self.down_since, self._pause = "", None, RETRY_SECONDS
         return rows
+
+    async def connect(self) -> asyncpg.Connection:
+        """A new connection with the link's settings (the caller owns it); asyncpg's errors
+        as they come."""
+        return await asyncpg.connect(
+            self.dsn,
+            password=self.password,
+            timeout=CONNECT_SECONDS,
+            server_settings={
+                "application_name": self.application_name,
+                "statement_timeout": str(int(self.statement_timeout * 1000)),
+            },
+        )
 
     def _failed(self, exc: BaseException, now: float) -> None:
         if isinstance(exc, OSError) and exc.errno and exc.errno > 0:  # the OS's own words
@@ -107,6 +116,26 @@ class DatabaseLink:
                 conn.terminate()
 
 
+async def polling(
+    poll: Callable[[], Awaitable[_T]], interval: float, link: DatabaseLink
+) -> AsyncGenerator[_T, None]:
+    """`poll()`'s results every `interval` seconds until cancelled (then the link is closed); a
+    poll the database cannot answer (ConnectionError) yields nothing: the source's health says
+    why, and the next turn tries again."""
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                found = await poll()
+            except ConnectionError:
+                pass
+            else:
+                yield found
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        await link.close()
+
+
 def table_args(tables: Sequence[TableName]) -> tuple[list[str], list[str], list[str]]:
     """The watched tables as the queries in collectors/sql take them: as shown, their schemas
     ('' : any), their names."""
@@ -114,21 +143,10 @@ def table_args(tables: Sequence[TableName]) -> tuple[list[str], list[str], list[
 
 
 @dataclass(frozen=True, slots=True)
-class TableReads:
-    """Tuples a watched table gave out between two polls, as its statistics count them."""
-
-    table: str
-    since_us: int
-    until_us: int
-    tuples: int
-    """seq_tup_read + idx_tup_fetch grew by this much (0 across a reset: a new baseline)."""
-    rows: int | None
-    """The table's size (reltuples, else live tuples); None when unknown."""
-
-
-@dataclass(frozen=True, slots=True)
 class _Count:
-    tuples: int
+    seq_scans: int
+    seq_tuples: int
+    idx_tuples: int
     at_us: int
     started_us: int
 
@@ -170,7 +188,9 @@ class TableStatsSource:
                 continue
             at = us_from_utc(row["taken_at"])
             started = us_from_utc(row["server_started"])
-            count = _Count(int(row["tuples_read"]), at, started)
+            count = _Count(
+                int(row["seq_scans"]), int(row["seq_tuples"]), int(row["idx_tuples"]), at, started
+            )
             before = self._last.get(table)
             self._last[table] = count
             self._last_ok = row["taken_at"]
@@ -180,31 +200,36 @@ class TableStatsSource:
                 continue
             if started != before.started_us:
                 self._note(f"the server restarted at {row['server_started']:%H:%M:%S} UTC")
-            if count.tuples < before.tuples:  # statistics reset (or a crash): a new baseline
+            if (
+                count.seq_scans < before.seq_scans
+                or count.seq_tuples < before.seq_tuples
+                or count.idx_tuples < before.idx_tuples
+            ):  # statistics reset (or a crash): a new baseline
                 self._note(f"{table}: statistics reset; counting again from now")
                 continue
-            out.append(TableReads(table, before.at_us, at, count.tuples - before.tuples, rows_now))
+            out.append(
+                TableReads(
+                    table,
+                    before.at_us,
+                    at,
+                    count.seq_scans - before.seq_scans,
+                    count.seq_tuples - before.seq_tuples,
+                    count.idx_tuples - before.idx_tuples,
+                    rows_now,
+                )
+            )
         self.missing = tuple(missing)
         return out
 
     def _note(self, text: str) -> None:
         self.notes = [*self.notes[-9:], text]
 
-    async def reads(self) -> AsyncIterator[list[TableReads]]:
+    async def observations(self) -> AsyncIterator[Observations]:
         """Each poll's reads, every `interval` seconds, until cancelled; a failed poll is shown
         (`health`) and the next one tries again."""
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    found = await self.poll()
-                except ConnectionError:
-                    pass
-                else:
-                    yield found
-                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
-        finally:
-            await self.link.close()
+        async with contextlib.aclosing(polling(self.poll, self.interval, self.link)) as polls:
+            async for found in polls:
+                yield Observations(table_reads=tuple(found))
 
     def health(self) -> SourceHealth:
         """Down with the reason while the database does not answer; the tables it cannot find."""

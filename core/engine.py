@@ -20,22 +20,30 @@ from typing import Any, TypeGuard
 
 from core.alarms import Alarms
 from core.baselines import LOOKUPS, Baselines, Habit
+from core.dbside import Backend, Observations, StatementReads, Tampered
 from core.events import AccessEvent, EventKind
-from core.findings import Finding, PrincipalKey, Severity
+from core.findings import Finding, PrincipalKey, Reason, Severity
+from core.gaps import SLACK_US, AuditLedger, Gap, Suspect, attribute
 from core.plans import NO_PLAN, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
 from core.rows import estimate_rows
 from core.settings import ExpectedPrincipal, Settings
 from core.shapes import ShapeCache
-from core.signals import Thresholds, denied, lookup_volume, tamper
+from core.signals import Thresholds, audit_gap, denied, lookup_volume, tamper
 from core.snapshot import ReaderView, Snapshot, TableView
 from core.tables import TableName, WatchedTables
 from core.tamper import TamperDetector
-from core.windows import DAY_US, DENIED, HOUR_US, ROWS, Window
+from core.windows import DAY_US, DENIED, HOUR_US, MINUTE_US, ROWS, Window
 
 _MAX_SESSIONS = 200_000
 _MAX_FINDINGS_KEPT = 500
+_MAX_STATEMENTS_KEPT = 20_000
+_MERGED_DETAIL = 600
+"""Characters kept of a database-side reason joined with the one its reader held."""
+UNKNOWN_USER = "(unknown)"
+"""The user of a finding no source could lay at a role's door (a set-up change, an audit gap
+nothing attributes)."""
 _CONTROL_CLASSES = frozenset({"ROLE", "DDL", "MISC", "MISC_SET"})
 """Audit classes of records that change the set-up rather than read: checked for tampering."""
 
@@ -51,6 +59,8 @@ class EngineConfig:
     learning_period_us: int = DAY_US
     quiet_period_us: int = HOUR_US
     audit_role: str = "auditor"
+    audit_gap_us: int = 10 * MINUTE_US
+    """How long an audited statement may account for what the table's statistics count."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -65,6 +75,7 @@ class EngineConfig:
             learning_period_us=int(detection.learning_period.total_seconds() * 1_000_000),
             quiet_period_us=int(detection.quiet_period.total_seconds() * 1_000_000),
             audit_role=detection.audit_role,
+            audit_gap_us=int(detection.audit_gap_window.total_seconds() * 1_000_000),
         )
 
 
@@ -102,6 +113,16 @@ class Engine:
         self.findings_raised: dict[Severity, int] = dict.fromkeys(Severity, 0)
         self.reasons_raised: dict[tuple[Severity, str], int] = {}
         """Findings by (severity, reason code), each reason of a finding counted."""
+        self._backends: dict[tuple[str, str, str, str], tuple[Backend, ...]] = {}
+        """The backends reading a watched table now (pg_stat_activity), by principal and table."""
+        self._recent: dict[tuple[int, int], tuple[Backend, int]] = {}
+        """Backends seen lately, by (pid, start), with when they were last seen: to attribute
+        an audit gap to a COPY that ended between two polls of the statistics."""
+        self._statements: deque[StatementReads] = deque(maxlen=_MAX_STATEMENTS_KEPT)
+        """pg_stat_statements' latest counts per role (to attribute audit gaps)."""
+        self._ledgers = {str(t): AuditLedger(config.audit_gap_us) for t in config.tables}
+        self.gap_tuples: dict[str, int] = dict.fromkeys(self._ledgers, 0)
+        """Per watched table: tuples read that the audit log did not account for (metrics)."""
 
     # time and learning --------------------------------------------------------------------------
 
@@ -201,6 +222,7 @@ class Engine:
             table.learn(rows)
             size = table.rows
         lookup = 1 if plan.lookup and rows <= 100 else 0
+        self._ledgers[name].audited(t, e.user, rows, lookup == 1)
         # a guess at a filtered read's size is kept apart: it may point at a slice read at an odd
         # hour or by a newcomer, never page on its own
         soft = 0
@@ -294,6 +316,122 @@ class Engine:
             if finding is not None:
                 out.append(finding)
         return out
+
+    # what the database itself says ------------------------------------------------------------
+
+    def observe(self, obs: Observations, now_us: int, audit_until_us: int) -> list[Finding]:
+        """Take one poll of a database source (core.dbside): the tables' statistics (judged
+        against the audit log once it has been read up to `audit_until_us`), the statements per
+        role, the backends reading now, changes to the audit set-up. The findings raised, in
+        time order. `now_us`: when the database answered."""
+        raised: list[Finding] = []
+        if obs.statements:
+            self._statements.extend(obs.statements)
+        if obs.backends is not None:
+            raised.extend(self._see_backends(obs.backends, now_us))
+        for reads in obs.table_reads:
+            ledger = self._ledgers.get(reads.table)
+            if ledger is None:
+                continue
+            if reads.rows:
+                self.set_table_rows(TableName.parse(reads.table), reads.rows)
+            ledger.observe(reads)
+        for tampered in obs.tampered:
+            raised.extend(self._tampered(tampered))
+        raised.extend(self.judge_gaps(audit_until_us))
+        if now_us > self.now_us:
+            self.now_us = now_us
+        raised.sort(key=lambda f: f.time_us)
+        return raised
+
+    def judge_gaps(self, audit_until_us: int) -> list[Finding]:
+        """Judge the tables' statistics the audit log has caught up with (core.gaps)."""
+        raised: list[Finding] = []
+        t = self.t
+        for name, ledger in self._ledgers.items():
+            size = self.table_rows(name)
+            threshold = max(t.gap_min, int(size * t.gap_warning)) if size else t.gap_unsized
+            for gap in ledger.judge(audit_until_us, size, threshold):
+                self.gap_tuples[name] += gap.tuples_unaudited
+                suspect = attribute(gap, self._statements, self._recent.values(), ledger)
+                reason = audit_gap(t, gap.tuples_unaudited, gap.size, _gap_detail(gap, suspect))
+                if reason is None:
+                    continue
+                who = suspect or Suspect(UNKNOWN_USER, "", "", "")
+                finding = self._hold_at(
+                    (who.user, who.client_addr, who.application_name, name), reason, gap.until_us
+                )
+                if finding is not None:
+                    raised.append(finding)
+        return raised
+
+    def gaps_waiting(self) -> int:
+        """Windows of statistics waiting for the audit log to catch up (or dropped)."""
+        return sum(ledger.waiting for ledger in self._ledgers.values())
+
+    def _see_backends(self, backends: tuple[Backend, ...], now_us: int) -> list[Finding]:
+        """The backends reading a watched table now: each its principal's reader (made live, so
+        a read the audit log misses is on the screen while it runs)."""
+        current: dict[tuple[str, str, str, str], list[Backend]] = {}
+        raised: list[Finding] = []
+        for b in backends:
+            self._recent[(b.pid, b.backend_start_us)] = (b, now_us)
+            for table in b.tables:
+                if table not in self._ledgers:
+                    continue
+                key = (b.user, b.client_addr or "[local]", b.application_name, table)
+                current.setdefault(key, []).append(b)
+                r = self._readers.get(key)
+                if r is None:
+                    r = self._reader(_principal(key, now_us), table, now_us)
+                    finding = self._settle(r, now_us)
+                    if finding is not None:
+                        raised.append(finding)
+                r.last_us = max(r.last_us, now_us)
+        self._backends = {key: tuple(found) for key, found in current.items()}
+        stale = now_us - self.config.audit_gap_us - SLACK_US
+        for ident, (_, seen) in list(self._recent.items()):
+            if seen < stale:
+                del self._recent[ident]
+        return raised
+
+    def _tampered(self, change: Tampered) -> list[Finding]:
+        """A change to the audit set-up seen on the database side: held on each table it blinds,
+        by the role that made it (with its backend's address and application when one was seen),
+        or by UNKNOWN_USER."""
+        user, client, app = change.user, change.client_addr, change.application_name
+        if user and not client and not app:
+            mine = [(seen, b) for b, seen in self._recent.values() if b.user == user]
+            if mine:
+                backend = max(mine, key=lambda sb: sb[0])[1]
+                client, app = backend.client_addr or "[local]", backend.application_name
+        reason = tamper(change.detail, change.severity)
+        out: list[Finding] = []
+        for table in change.tables or tuple(self._ledgers):
+            if table not in self._ledgers:
+                continue
+            finding = self._hold_at((user or UNKNOWN_USER, client, app, table), reason,
+                                    change.time_us)  # fmt: skip
+            if finding is not None:
+                out.append(finding)
+        return out
+
+    def _hold_at(self, key: tuple[str, str, str, str], reason: Reason, t: int) -> Finding | None:
+        """Hold a reason found on the database side on the principal's reader of the table."""
+        r = self._reader(_principal(key, t), key[3], t)
+        if t >= r.next_expiry:
+            self._alarms.lapse(r, t)
+        r.last_us = max(r.last_us, t)
+        held = r.active.get(reason.code)
+        if held is not None and held[0].detail != reason.detail:
+            # one reason of a kind per reader: the new one joins what it holds, never weakens it
+            # (a restart's warning after a critical REVOKE keeps both in sight, critical)
+            old = held[0]
+            top = reason if reason.severity >= old.severity else old
+            detail = _clip(f"{reason.detail}; before: {old.detail}", _MERGED_DETAIL)
+            reason = Reason(reason.code, top.severity, max(reason.score, old.score), detail)
+        self._alarms.hold(r, reason, t)
+        return self._settle(r, t)
 
     def _reader(self, e: AccessEvent, table: str, t: int) -> Reader:
         """The event's principal's reader of `table`; a new one may hold a first-seen reason."""
@@ -413,6 +551,12 @@ class Engine:
                 ):
                     into[:] = values
 
+    def backends_of(self, principal: PrincipalKey) -> tuple[Backend, ...]:
+        """The principal's backends reading the table now, as the latest activity poll saw
+        them (() without a database source)."""
+        p = principal
+        return self._backends.get((p.user, p.client_addr, p.application_name, p.table), ())
+
     def reported(self, principal: PrincipalKey) -> Severity:
         """The severity last reported for a reader (NONE once it fell back or left)."""
         p = principal
@@ -439,6 +583,9 @@ class Engine:
             r.expected_note,
             r.window.series(ROWS, now, 12),
             r.day.series(ROWS, now, 24) if r.day is not None else (),
+            backends=self._backends.get(
+                (r.key.user, r.key.client_addr, r.key.application_name, r.key.table), ()
+            ),
         )
 
     # operator actions ---------------------------------------------------------------------------
@@ -481,6 +628,53 @@ class Engine:
                 habit.last_us = max(habit.last_us, r.last_us)
                 habits[key] = habit
         return Baselines(self.baselines.learning_started_us, habits).save(directory)
+
+
+def _principal(key: tuple[str, str, str, str], t: int) -> AccessEvent:
+    """An event standing for a principal the database side saw (to admit it as a reader)."""
+    return AccessEvent(
+        time_us=t,
+        kind=EventKind.AUDIT,
+        user=key[0],
+        database="",
+        client_addr=key[1],
+        application_name=key[2],
+        session_id="",
+        audit_type=None,
+        statement_id=None,
+        substatement_id=None,
+        class_="READ",
+        command="",
+        object_type="TABLE",
+        object_name=key[3],
+        statement=None,
+        parameters=None,
+        rows=None,
+    )
+
+
+def _gap_detail(gap: Gap, suspect: Suspect | None) -> str:
+    """The audit gap in words, with the numbers a human can check against the database."""
+    when = f"{_clock(gap.since_us)}-{_clock(gap.until_us)} UTC"
+    scans = f"{gap.seq_scans:,} sequential scan(s)" if gap.seq_scans else "index fetches"
+    share = f" ({gap.tuples_unaudited / gap.size:.0%} of the table)" if gap.size else ""
+    text = (
+        f"the table gave out {gap.tuples:,} tuples at {when} ({scans}) but its "
+        f"{gap.audited:,} audited statement(s) account for {gap.covered:,}: "
+        f"{gap.tuples_unaudited:,} read unaudited{share}"
+    )
+    if suspect is None:
+        return text + "; no statistics name the reader"
+    return f"{text}; likely {suspect.user}: {suspect.evidence}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clock(time_us: int) -> str:
+    seconds = time_us // 1_000_000 % 86_400
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -73,6 +73,8 @@ class Code:
     """Statements refused with permission denied: probing."""
     AUDIT_TAMPER = "audit_tamper"
     """The audit set-up changed: REVOKE from the audit role, pgaudit settings, the extension."""
+    AUDIT_GAP = "audit_gap"
+    """The table's own statistics count more tuples read than the audit log accounts for."""
     EXPECTED = "expected"
     """Not a signal: says why a bulk read by a known principal was not raised higher."""
 

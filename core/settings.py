@@ -101,6 +101,9 @@ class DetectionSettings(_Section):
     """A principal's severity falls back after this long without the behaviour that raised it."""
     audit_role: str = Field(default="auditor", min_length=1)
     """The role named in `pgaudit.role`: a REVOKE from it on a watched table is tampering."""
+    audit_gap_window: Duration = timedelta(minutes=10)
+    """How long an audited statement may account for the reads the table's statistics count
+    (a long statement logged at its start is read in full only at its end)."""
 
 
 class DatabaseSettings(_Section):
@@ -111,6 +114,13 @@ class DatabaseSettings(_Section):
     password: SecretStr | None = None
     """Prefer TABLEWATCH_DATABASE__PASSWORD or ~/.pgpass to writing it here."""
     poll_interval: Duration = timedelta(seconds=10)
+    """How often the watched tables' read statistics (pg_stat_all_tables) are polled."""
+    statements_interval: Duration = timedelta(seconds=10)
+    """How often pg_stat_statements is polled (rows and calls per role)."""
+    activity_interval: Duration = timedelta(seconds=2)
+    """How often pg_stat_activity is polled (who reads the table right now)."""
+    setup_interval: Duration = timedelta(seconds=10)
+    """How often the audit set-up is read again (a change is tampering)."""
     statement_timeout: Duration = timedelta(seconds=5)
 
 

@@ -18,6 +18,13 @@ class Thresholds:
 
     bulk_critical: float = 0.5
     """One statement reading half the table pages."""
+    gap_critical: float = 0.5
+    """Half the table read without the audit log accounting for it pages."""
+    gap_warning: float = 0.05
+    gap_min: int = 50
+    """Tuples: a smaller gap is not worth a look, whatever the table's size."""
+    gap_unsized: int = 1000
+    """Tuples, for a table whose size is unknown (never analysed)."""
     bulk_warning: float = 0.1
     bulk_info: float = 0.02
     hour_critical: float = 0.3
@@ -360,9 +367,28 @@ def lookup_volume(
     )
 
 
-def tamper(detail: str) -> Reason:
-    """The audit set-up was changed: critical at that record."""
-    return Reason(Code.AUDIT_TAMPER, Severity.CRITICAL, 100, detail)
+def tamper(detail: str, severity: Severity = Severity.CRITICAL) -> Reason:
+    """The audit set-up was changed: critical at that record (a server restart: a warning)."""
+    return Reason(Code.AUDIT_TAMPER, severity, 100 if severity >= Severity.CRITICAL else 60, detail)
+
+
+def audit_gap(t: Thresholds, unaudited: int, size: int | None, detail: str) -> Reason | None:
+    """Tuples read that the audit log does not account for: critical when most of the table,
+    a warning from a few percent of it."""
+    if size:
+        fraction = unaudited / size
+        if fraction >= t.gap_critical:
+            return Reason(
+                Code.AUDIT_GAP, Severity.CRITICAL, band_score(Severity.CRITICAL, fraction), detail
+            )
+        if fraction >= t.gap_warning:
+            strength = (fraction - t.gap_warning) / (t.gap_critical - t.gap_warning)
+            return Reason(Code.AUDIT_GAP, Severity.WARNING, band_score(Severity.WARNING, strength),
+                          detail)  # fmt: skip
+        return None
+    if unaudited >= t.gap_unsized:
+        return Reason(Code.AUDIT_GAP, Severity.WARNING, band_score(Severity.WARNING, 0.5), detail)
+    return None
 
 
 def first_seen(detail: str) -> Reason:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from core.dbside import Backend
 from core.events import AccessEvent
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.sources import SourceHealth
@@ -58,6 +59,8 @@ class ReaderView:
     """Its most recent statements, oldest first (live views only)."""
     snoozed_until_us: int | None = None
     """An operator snoozed it until then: still shown and still scored, never paged."""
+    backends: tuple[Backend, ...] = field(default=())
+    """Its backends reading the table right now (pg_stat_activity; live views only)."""
 
 
 @dataclass(frozen=True, slots=True)

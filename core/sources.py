@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from core.dbside import Observations
 from core.events import AccessEvent
 
 
@@ -49,6 +50,22 @@ class EventSource(Protocol):
 
     def batches(self) -> AsyncIterator[EventBatch]:
         """Batches of events, forever (until cancelled)."""
+        ...
+
+    def health(self) -> SourceHealth:
+        """The source's current health."""
+        ...
+
+
+@runtime_checkable
+class DatabaseSource(Protocol):
+    """Something that polls the database itself (pg_stat_* views, the audit set-up)."""
+
+    name: str
+
+    def observations(self) -> AsyncIterator[Observations]:
+        """One `Observations` per poll, forever (until cancelled); a failed poll is shown in
+        `health` and yields nothing."""
         ...
 
     def health(self) -> SourceHealth:

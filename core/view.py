@@ -59,6 +59,18 @@ class EngineView(Protocol):
         """Keep the reader from paging for `seconds` (0 lifts a snooze); it is still shown."""
         ...
 
+    async def signal_backend(
+        self, principal: PrincipalKey, pid: int, terminate: bool, operator: str
+    ) -> str:
+        """Cancel the query of (or, with `terminate`, end) a backend of the reader, as
+        pg_cancel_backend / pg_terminate_backend; one line saying what was done.
+
+        Raises:
+            ActionRefused: no such backend of that reader now, no database configured, or the
+                monitoring role lacks the privilege (the message says what to grant).
+        """
+        ...
+
     async def acknowledge(self, key: str, note: str, operator: str) -> AlertView:
         """Acknowledge an alert in every sink that got it; the alert as it stands then.
 

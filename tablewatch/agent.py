@@ -51,6 +51,7 @@ from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center, host_n
 from tablewatch.api import MAX_BODY as API_MAX_BODY
 from tablewatch.api import PREFIX as API_PREFIX
 from tablewatch.api import AgentApi
+from tablewatch.dbsources import database_feeds
 from tablewatch.live import LiveEngine
 from tablewatch.metrics import EngineCollector
 from tablewatch.trail import OperatorTrail, TrailError
@@ -290,8 +291,11 @@ async def agent(
         log("error", "refused", detail=str(exc))
         return 2
     engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
+    database = database_feeds(settings, tables)
     try:  # the principals operators marked expected (from a dashboard) stay expected
-        live = LiveEngine(engine, center, trail=OperatorTrail(state), name="agent")
+        live = LiveEngine(
+            engine, center, trail=OperatorTrail(state), name="agent", database=database.signals
+        )
     except TrailError as exc:
         log("error", "refused", detail=str(exc))
         await center.close()
@@ -306,6 +310,8 @@ async def agent(
         return tails[-1]
 
     live.attach(tails[0], make=again)
+    for source, make in database.sources:
+        live.attach(source, make=make)
     try:
         servers = await _listen(settings, live)
     except ListenError as exc:
@@ -313,6 +319,7 @@ async def agent(
         await center.close()
         return 2
     log("info", "started", tables=", ".join(map(str, tables)), audit_log=settings.audit_log.path,
+        database=", ".join(s.name for s, _ in database.sources) or "off",
         sinks=", ".join(center.sinks), metrics=_url(servers.get("metrics"), "/metrics"),
         api=_url(servers.get("api"), API_PREFIX))  # fmt: skip
     started = time.monotonic()

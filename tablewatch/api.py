@@ -9,6 +9,9 @@
     POST /api/v1/alerts/{key}/resolve     resolve: {operator, note?} -> the alert
     POST /api/v1/expected                 mark a reader expected: {principal..., operator, note?}
     POST /api/v1/snooze                   snooze a reader: {principal..., operator, seconds}
+    POST /api/v1/backends/{pid}/cancel    cancel the query of one of the reader's backends:
+    POST /api/v1/backends/{pid}/terminate {principal..., operator} -> {"done": "<one line>"}
+                                          (terminate: end its session)
 
 With a token configured, every request needs `Authorization: Bearer <token>` (the agent refuses
 to listen off loopback without one). Every refusal is JSON `{"error": "<one line>"}` with a 4xx
@@ -36,6 +39,7 @@ from core.snapshot import AlertView
 from core.view import ActionRefused, EngineView, PageRequest
 from tablewatch.web import is_loopback
 from tablewatch.wire import (
+    PID_MAX,
     Fields,
     WireError,
     alert_json,
@@ -135,6 +139,8 @@ class AgentApi:
             web.post(f"{PREFIX}/alerts/{{key}}/resolve", self.resolve),
             web.post(f"{PREFIX}/expected", self.expected),
             web.post(f"{PREFIX}/snooze", self.snooze),
+            web.post(f"{PREFIX}/backends/{{pid}}/cancel", self.cancel),
+            web.post(f"{PREFIX}/backends/{{pid}}/terminate", self.terminate),
         ]
 
     def middlewares(self, token: str | None) -> list[Middleware]:
@@ -263,6 +269,28 @@ class AgentApi:
                 raise WireError(f"seconds: at most {SNOOZE_MAX_SECONDS:,} (a week)")
             await self.view.snooze(principal, seconds, _operator(f))
             return web.json_response({"snoozed": principal.fields(), "seconds": seconds})
+
+        return await self._carry_out(request, act)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/backends/{pid}/cancel`: pg_cancel_backend on one of the reader's."""
+        return await self._signal(request, terminate=False)
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/backends/{pid}/terminate`: pg_terminate_backend on one of the reader's."""
+        return await self._signal(request, terminate=True)
+
+    async def _signal(self, request: web.Request, *, terminate: bool) -> web.Response:
+        """The reader is named in the body as for the other actions: the engine signals only a
+        backend it saw reading the table for that reader (409 with the reason otherwise)."""
+        raw = request.match_info["pid"]
+
+        async def act(f: Fields) -> web.Response:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and 0 < int(raw) <= PID_MAX):
+                raise WireError(f"pid: expected a backend's process id, got {raw[:20]!r}")
+            principal, operator = await self._principal(f), _operator(f)
+            done = await self.view.signal_backend(principal, int(raw), terminate, operator)
+            return web.json_response({"done": done})
 
         return await self._carry_out(request, act)
 

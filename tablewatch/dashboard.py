@@ -28,6 +28,7 @@ from core.settings import AlertsSettings, ExpectedPrincipal, Settings
 from core.tables import TableName, WatchedTables
 from core.windows import HOUR_US
 from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center
+from tablewatch.dbsources import database_feeds
 from tablewatch.live import LiveEngine
 from tablewatch.trail import OperatorTrail, TrailError
 from tui.app import DashboardApp
@@ -89,9 +90,16 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         print(f"tablewatch dashboard: {exc}", file=err)
         return 2
     engine = Engine(EngineConfig.from_settings(settings, tables), baselines)
+    database = database_feeds(settings, tables)
     try:
         center = alert_center(settings.alerts, state)
-        live = LiveEngine(engine, center, trail=OperatorTrail(state), name="in-process")
+        live = LiveEngine(
+            engine,
+            center,
+            trail=OperatorTrail(state),
+            name="in-process",
+            database=database.signals,
+        )
     except (AlertingError, TrailError) as exc:
         print(f"tablewatch dashboard: {exc}", file=err)
         return 2
@@ -100,6 +108,8 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         _tail(pattern, tables, settings, start),
         make=lambda: _tail(pattern, tables, settings, "end"),
     )
+    for source, make in database.sources:
+        live.attach(source, make=make)
     app = DashboardApp(live, operator=operator_name())
     asyncio.run(_serve(app, live.run(), closing=center.close))
     try:

@@ -152,6 +152,7 @@ def database_checks(setup: AuditSetup, settings: Settings) -> list[Check]:
                     f"REVOKE SELECT ON {t.name} FROM {me};  (and from PUBLIC if granted there)",  # noqa: S608 - shown, never run
                 )
             )
+    out.extend(_live_source_checks(setup, me))
     if setup.settings.get("pgaudit.log_rows") == "on":
         out.append(
             Check(
@@ -163,6 +164,46 @@ def database_checks(setup: AuditSetup, settings: Settings) -> list[Check]:
             )
         )
     return out + _logging_checks(setup, settings)
+
+
+def _live_source_checks(setup: AuditSetup, me: str) -> list[Check]:
+    """What the live database sources need beyond pg_monitor: pg_stat_statements (who read
+    what the audit log missed) and, for the dashboard's cancel/terminate, pg_signal_backend."""
+    out: list[Check] = []
+    if setup.sees_everything and "pg_stat_statements" not in setup.preload:
+        wanted = ",".join([*setup.preload, "pg_stat_statements"])
+        out.append(
+            Check(
+                "pg_stat_statements",
+                WARN,
+                "not loaded: an audit gap cannot be laid at a role",
+                f"ALTER SYSTEM SET shared_preload_libraries = {_literal(wanted)}; then restart "
+                "the server and CREATE EXTENSION pg_stat_statements;",
+            )
+        )
+    elif not setup.statements:
+        out.append(
+            Check(
+                "pg_stat_statements",
+                WARN,
+                "the extension is not created in this database: an audit gap cannot be laid "
+                "at a role",
+                "CREATE EXTENSION pg_stat_statements;",
+            )
+        )
+    else:
+        out.append(Check("pg_stat_statements", OK, "rows and calls per role"))
+    if not setup.superuser and not setup.signal_backend:
+        out.append(
+            Check(
+                "pg_signal_backend",
+                WARN,
+                f"{setup.login} may not cancel or terminate a reader's backend from the "
+                "dashboard (optional)",
+                f"GRANT pg_signal_backend TO {me};",
+            )
+        )
+    return out
 
 
 def _logging_checks(setup: AuditSetup, settings: Settings) -> list[Check]:

@@ -18,12 +18,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from alerts.center import AlertCenter, wall_us
+from collectors.backends import signal_backend
+from collectors.pgstat import DatabaseLink
+from core.dbside import Observations
 from core.engine import Engine
 from core.events import AccessEvent
 from core.findings import Finding, PrincipalKey
 from core.safetext import ELLIPSIS, safe
 from core.snapshot import AlertView, Delivery, ReaderView, Snapshot, StatementSeen
-from core.sources import EventSource, SourceHealth
+from core.sources import DatabaseSource, EventSource, SourceHealth
 from core.view import ActionRefused, PageRequest
 from tablewatch.trail import OperatorTrail
 
@@ -50,14 +53,22 @@ REFREEZE_SECONDS = 600.0
 _Key = tuple[str, str, str, str]
 
 
+_Source = EventSource | DatabaseSource
+
+
 class _Feed:
     """One source, its task and what went wrong with it."""
 
-    def __init__(self, source: EventSource, make: Callable[[], EventSource] | None) -> None:
+    def __init__(self, source: _Source, make: Callable[[], _Source] | None) -> None:
         self.source = source
         self.make = make
         self.error = ""
         self.failures = 0
+
+    @property
+    def polls_database(self) -> bool:
+        """A database source (observations), not an audit-event source (batches)."""
+        return isinstance(self.source, DatabaseSource)
 
     def health(self) -> SourceHealth:
         health = self.source.health()
@@ -101,10 +112,14 @@ class LiveEngine:
         trail: OperatorTrail | None = None,
         clock: Callable[[], int] = wall_us,
         name: str = "in-process",
+        database: DatabaseLink | None = None,
     ) -> None:
         self.engine = engine
         self.alerts = alerts
         self.trail = trail
+        self.database = database
+        """The monitoring role's link, to signal backends (None: no [database] dsn). Only its
+        settings are used: each signal opens its own short connection (collectors.backends)."""
         self.clock = clock
         self._name = name
         self._feeds: list[_Feed] = []
@@ -123,8 +138,9 @@ class LiveEngine:
 
     # sources ------------------------------------------------------------------------------------
 
-    def attach(self, source: EventSource, make: Callable[[], EventSource] | None = None) -> None:
-        """Add a source (`make` builds a fresh one to restart it after a failure)."""
+    def attach(self, source: _Source, make: Callable[[], _Source] | None = None) -> None:
+        """Add a source of audit events or a database source (`make` builds a fresh one to
+        restart it after a failure)."""
         self._feeds.append(_Feed(source, make))
 
     async def run(self) -> None:
@@ -151,9 +167,15 @@ class LiveEngine:
     async def _run(self, feed: _Feed) -> None:
         while True:
             try:
-                async for batch in feed.source.batches():
-                    feed.error = ""
-                    self.feed(batch.events)
+                source = feed.source
+                if isinstance(source, DatabaseSource):
+                    async for found in source.observations():
+                        feed.error = ""
+                        self.observe(found)
+                else:
+                    async for batch in source.batches():
+                        feed.error = ""
+                        self.feed(batch.events)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a source's failure is shown, never fatal to the others
@@ -178,6 +200,29 @@ class LiveEngine:
         self._counts.append((time.monotonic(), len(events)))
         self._tail.extend(events)
         self._remember_statements(events)
+        self._raise(found)
+        return found
+
+    def observe(self, found: Observations) -> list[Finding]:
+        """One poll of a database source into the engine (audit gaps judged as far as the
+        audit log has been read); the findings it raised."""
+        raised = self.engine.observe(found, found.taken_us or self.clock(), self._audit_until())
+        self._raise(raised)
+        return raised
+
+    def _audit_until(self) -> int:
+        """How far the audit log has surely been read: now, while every audit source is caught
+        up; else the time of the latest record the engine has taken."""
+        for feed in self._feeds:
+            if feed.polls_database:
+                continue
+            health = feed.health()
+            if health.state != "ok" or health.bytes_behind > 0:
+                return self.engine.now_us
+        return max(self.clock(), self.engine.now_us)
+
+    def _raise(self, found: list[Finding]) -> None:
+        """Findings to the alert rules."""
         if found and self.alerts is not None:
             try:
                 self.alerts.observe(found, statement_of=self.statement_of, snoozed=self.snoozed)
@@ -185,7 +230,6 @@ class LiveEngine:
                 self.alerts.problems["rules"] = safe(
                     f"alert rules: {type(exc).__name__}: {exc}", 300
                 )
-        return found
 
     def _remember_statements(self, events: Sequence[AccessEvent]) -> None:
         """Keep each reader's latest statements. Per batch, only the last few of each reader
@@ -366,6 +410,44 @@ class LiveEngine:
             self._snoozed[key] = now + seconds * 1_000_000
         else:
             self._snoozed.pop(key, None)
+
+    async def signal_backend(
+        self, principal: PrincipalKey, pid: int, terminate: bool, operator: str
+    ) -> str:
+        """Cancel the query of (or terminate) one of the reader's backends; one line.
+
+        Only a pid the latest activity poll saw reading the table for this very reader is
+        signalled (and only while it is still the session that was seen): a dashboard's stale
+        row, or a request naming any pid, never reaches another session. An attempt that
+        reached the database is recorded in the operator trail with its outcome, refused or
+        not; like a page, the action matters more than the trail, so a trail that cannot be
+        written is said with the answer rather than stopping the action.
+        """
+        p = principal
+        if self.database is None:
+            raise ActionRefused(
+                "no [database] dsn is configured: tablewatch cannot reach the server's backends"
+            )
+        backend = next((b for b in self.engine.backends_of(p) if b.pid == pid), None)
+        if backend is None:
+            who = f"{p.user}@{p.client_addr}" if p.client_addr else p.user
+            raise ActionRefused(
+                safe(f"backend {pid} is no longer reading {p.table} for {who}", 300)
+            )
+        action = "terminate" if terminate else "cancel"
+        try:
+            done = await signal_backend(
+                self.database, pid, terminate, started_us=backend.backend_start_us
+            )
+        except ActionRefused as exc:
+            trail = self._trail_failure(
+                action, operator, p, pid=pid, kind=backend.kind, outcome=f"refused: {exc}"
+            )
+            if trail:
+                raise ActionRefused(f"{exc} (and {trail[0].detail})") from None
+            raise
+        trail = self._trail_failure(action, operator, p, pid=pid, kind=backend.kind, outcome=done)
+        return f"{done} (but {trail[0].detail})" if trail else done
 
     def snoozed(self, principal: PrincipalKey) -> bool:
         """Whether the reader is snoozed now (alert rules skip it)."""

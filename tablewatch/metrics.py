@@ -128,6 +128,15 @@ class EngineCollector(Collector):
             if known is not None:
                 size.add_metric([table], known)
         yield size
+        unaudited = CounterMetricFamily(
+            PREFIX + "unaudited_tuples",
+            "Tuples the watched table's own statistics counted as read that its audit records "
+            "do not account for (audit gaps; needs [database]).",
+            labels=["table"],
+        )
+        for table, tuples in engine.gap_tuples.items():
+            unaudited.add_metric([table], tuples)
+        yield unaudited
         events = CounterMetricFamily(
             PREFIX + "events", "Access events the engine has processed.", engine.events
         )

@@ -319,6 +319,18 @@ class RemoteView:
         body = {**principal_json(_untagged(principal)), "seconds": seconds, "operator": operator}
         await self._post(f"{PREFIX}/snooze", body)
 
+    async def signal_backend(
+        self, principal: PrincipalKey, pid: int, terminate: bool, operator: str
+    ) -> str:
+        """The agent signals its reader's backend (it checks the pid is one of the reader's)."""
+        action = "terminate" if terminate else "cancel"
+        body = {**principal_json(_untagged(principal)), "operator": operator}
+        answer = await self._post(f"{PREFIX}/backends/{int(pid)}/{action}", body)
+        done = answer.get("done") if isinstance(answer, dict) else None
+        if not isinstance(done, str):
+            raise ActionRefused(f'agent {self.name}: unexpected answer: no "done" line')
+        return done  # raw, like every text from the agent: the dashboard makes it safe
+
     def _alert(self, raw: object) -> AlertView:
         try:
             return read_alert(Fields(raw), self.name if self.tag else "")
@@ -461,6 +473,13 @@ class FleetView:
 
     async def snooze(self, principal: PrincipalKey, seconds: int, operator: str) -> None:
         await self._agent(principal.agent).snooze(principal, seconds, operator)
+
+    async def signal_backend(
+        self, principal: PrincipalKey, pid: int, terminate: bool, operator: str
+    ) -> str:
+        """Routed to the agent that saw the reader (its backends are that server's)."""
+        agent = self._agent(principal.agent)
+        return await agent.signal_backend(principal, pid, terminate, operator)
 
 
 def _tagged(alert: AlertView) -> AlertView:

@@ -7,7 +7,8 @@ Encoding follows the contract: `{"taken_at", "readers": [{"user", "client_addr",
 they are (raw database values: the dashboard makes them safe when it draws them), but bounded: a
 statement is cut to STATEMENT_CHARS and parameters to PARAMETERS values of PARAMETER_CHARS, each
 text to ESCAPED times its budget once JSON-escaped, so that a 2 MB statement (or one made of
-control characters) cannot make every snapshot huge.
+control characters) cannot make every snapshot huge. A reader's live backends (pg_stat_activity)
+go the same way: at most BACKENDS of them, each query cut like a statement.
 
 Decoding is strict about types and lenient about additions: a key it does not know is ignored (a
 newer agent may send more), a missing optional key takes its default, and anything else is a
@@ -23,6 +24,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from core.dbside import Backend
 from core.events import AccessEvent, EventKind, IsoFormatter, us_from_utc
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.safetext import ELLIPSIS
@@ -40,6 +42,13 @@ STATEMENT_CHARS: Final = 1024
 """The dashboard shows at most 600 characters of a statement."""
 PARAMETERS: Final = 32
 PARAMETER_CHARS: Final = 128
+PID_MAX: Final = 2**31 - 1
+"""A backend's pid is a PostgreSQL int4."""
+BACKENDS: Final = 32
+"""A reader's backends sent at most (a reader caught in the act has a few; a pool of hundreds
+under one principal is an application, and would make every snapshot huge)."""
+NAME_CHARS: Final = 256
+"""A backend's short texts (role, database, address, application, state, kind, table)."""
 ESCAPED: Final = 2
 """A text may take at most this many times its character budget once JSON-escaped: control
 characters take six bytes each (\u001b), and a hostile statement can be made of nothing else."""
@@ -125,6 +134,26 @@ def reader_json(r: ReaderView) -> Json:
             for s in r.seen
         ],
         "snoozed_until": None if r.snoozed_until_us is None else _time(r.snoozed_until_us),
+        "backends": [backend_json(b) for b in r.backends[:BACKENDS]],
+    }
+
+
+def backend_json(b: Backend) -> Json:
+    """A backend reading the table now: its query bounded like a statement, the rest like
+    names (all raw: the dashboard makes them safe)."""
+    return {
+        "pid": b.pid,
+        "user": _cut(b.user, NAME_CHARS),
+        "database": _cut(b.database, NAME_CHARS),
+        "client_addr": _cut(b.client_addr, NAME_CHARS),
+        "application_name": _cut(b.application_name, NAME_CHARS),
+        "state": _cut(b.state, NAME_CHARS),
+        "kind": _cut(b.kind, NAME_CHARS),
+        "tables": [_cut(t, NAME_CHARS) for t in b.tables[:PARAMETERS]],
+        "query": _cut(b.query),
+        "backend_start": _time(b.backend_start_us),
+        "xact_start": None if b.xact_start_us is None else _time(b.xact_start_us),
+        "query_start": None if b.query_start_us is None else _time(b.query_start_us),
     }
 
 
@@ -387,6 +416,28 @@ def read_reader(f: Fields, agent: str = "") -> ReaderView:
         hours=tuple(f.values("hours", int) or ()),
         seen=tuple(f.items("seen", _read_seen)),
         snoozed_until_us=f.optional_time_us("snoozed_until"),
+        backends=tuple(f.items("backends", read_backend)),
+    )
+
+
+def read_backend(f: Fields) -> Backend:
+    """A reader's backend; its pid must be one (a positive int4): the dashboard signals it."""
+    pid = f.integer("pid", low=1)
+    if pid > PID_MAX:
+        raise WireError(f"{f.path}.pid: expected a backend's process id")
+    return Backend(
+        pid=pid,
+        user=f.text("user"),
+        database=f.text("database", ""),
+        client_addr=f.text("client_addr", ""),
+        application_name=f.text("application_name", ""),
+        state=f.text("state", ""),
+        kind=f.text("kind", ""),
+        tables=tuple(f.values("tables", str) or ()),
+        query=f.text("query", ""),
+        backend_start_us=f.time_us("backend_start"),
+        xact_start_us=f.optional_time_us("xact_start"),
+        query_start_us=f.optional_time_us("query_start"),
     )
 
 

@@ -43,6 +43,7 @@ _ACTIONS = frozenset(
         "snooze",
         "acknowledge",
         "resolve",
+        "backend",
         "filter",
         "order",
         "pause",
@@ -72,8 +73,6 @@ class DashboardApp(OperatorApp):
     """Index into ORDERS."""
     needle = var("")
     """The filter the operator typed."""
-    reveal = var(False)
-    """Show statement literals and parameters."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from rich.text import Text
 from core.findings import Finding
 from core.snapshot import ReaderView, StatementSeen
 from tui import text as t
-from tui.lines import who
+from tui.lines import backend_line, who
 
 HOUR_US = 3_600_000_000
 
@@ -37,6 +37,7 @@ def detail(
             + ("  (~ estimated from statement shapes)" if r.rows_estimated else "")
         ),
     ]
+    parts += live_backends(r, now_us, reveal)
     if r.expected is not None:
         parts.append(t.join((t.label("expected:", t.OK), t.data(r.expected, 300))))
     if r.snoozed_until_us is not None:
@@ -69,6 +70,26 @@ def detail(
     if not r.seen:
         parts.append(t.label("  none kept", t.DIM))
     return t.lines(parts)
+
+
+BACKENDS_SHOWN = 5
+
+
+def live_backends(reader: ReaderView, now_us: int, reveal: bool) -> list[Text]:
+    """The reader's backends in the database now, one line each (the first few), and the key
+    that cancels or terminates them; nothing when it has none."""
+    backends = reader.backends
+    if not backends:
+        return []
+    out = [
+        t.join((t.label("in the database now:", t.ACCENT), backend_line(b, now_us, reveal)))
+        for b in backends[:BACKENDS_SHOWN]
+    ]
+    more = len(backends) - BACKENDS_SHOWN
+    if more > 0:
+        out.append(t.label(f"  … {more} more backends (c lists them all)", t.DIM))
+    out.append(t.label("  c: cancel its query or terminate it (asks first)", t.DIM))
+    return out
 
 
 def timeline(reader: ReaderView, findings: Sequence[Finding], now_us: int) -> list[Text]:

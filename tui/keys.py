@@ -17,7 +17,9 @@ BINDINGS: list[Binding] = [
     Binding("k", "acknowledge", "ack"),
     Binding("x", "resolve", "resolve"),
     Binding("slash", "filter", "find"),
-    # sort and reveal are in the help only: the footer must fit 80 columns
+    # cancel/terminate, sort and reveal are in the help only: the footer must fit 80 columns
+    # (the detail pane says `c` beside a reader's live backends)
+    Binding("c", "backend", "cancel backend", show=False),
     Binding("o", "order", "sort", show=False),
     Binding("p", "pause", "pause"),
     Binding("r", "reveal", "reveal", show=False),
@@ -41,6 +43,12 @@ HELP: tuple[tuple[str, str], ...] = (
         "k x: which",
         "on the f tab the alert under the list's cursor; elsewhere the selected"
         " reader's (marked ! or a); the dialog names it",
+    ),
+    (
+        "c",
+        "cancel the query of, or terminate, a backend of the selected reader (marked ▶): the"
+        " dialog lists them, ↑ ↓ choose, c cancels the query, t terminates, esc sends nothing;"
+        " needs pg_signal_backend for the monitoring role",
     ),
     ("enter", "on an alert: select its reader and show its detail"),
     ("/", "filter readers and the tail by user, client, application or table"),
@@ -73,8 +81,8 @@ def help_body(name: str, operator: str, legend: str) -> Text:
     ]
     parts.append(
         t.label(
-            "Marks: ! alert active · a alert acknowledged · z snoozed (listed last) · E expected"
-            " · ~ rows estimated",
+            "Marks: ! alert active · a alert acknowledged · ▶ in the database now (c)"
+            " · z snoozed (listed last) · E expected · ~ rows estimated",
             t.DIM,
         )
     )

@@ -10,6 +10,7 @@ import functools
 
 from rich.text import Text
 
+from core.dbside import Backend
 from core.events import AccessEvent, EventKind
 from core.findings import Finding, PrincipalKey, Reason
 from core.snapshot import ReaderView
@@ -23,7 +24,7 @@ AGENT_W = 8
 READER_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("agent", "agent", AGENT_W),
     ("sev", "sev", 4),
-    ("flags", "", 3),
+    ("flags", "", 4),
     ("score", "score", 5),
     ("user", "user", USER_W),
     ("client", "client", ADDR_W),
@@ -46,12 +47,18 @@ FLEET_NARROW_COLUMNS = (NARROW_COLUMNS - {"application"}) | {"agent"}
 """The same in a fleet: the agent instead of the application (in the detail pane)."""
 
 
+LIVE = "▶"
+"""The flag of a reader with a backend in the database now (it can be cancelled: `c`)."""
+
+
 def flags(reader: ReaderView, alert: str = "") -> Text:
-    """`!` when an alert about it is active (`a`: acknowledged), `z` when snoozed, `E` when
-    expected (all three: `!zE`)."""
+    """`!` when an alert about it is active (`a`: acknowledged), `▶` when it has a backend
+    reading the table now, `z` when snoozed, `E` when expected (all four: `!▶zE`)."""
     out = Text(end="")
     if alert:
         out.append(alert, t.ERROR if alert == "!" else t.WAITING)
+    if reader.backends:
+        out.append(LIVE, t.ERROR)
     if reader.snoozed_until_us is not None:
         out.append("z", t.ACCENT)
     if reader.expected is not None:
@@ -195,4 +202,64 @@ def snooze_body(reader: ReaderView) -> Text:
     parts.append(
         t.label("1  15 minutes    2  1 hour    3  4 hours    4  24 hours\n0  lift    esc  cancel")
     )
+    return t.lines(parts)
+
+
+def backend_since(backend: Backend) -> int:
+    """When what the backend is doing began: its query while active, else its transaction
+    (a cursor held open), else its session."""
+    b = backend
+    if b.state == "active" and b.query_start_us is not None:
+        return b.query_start_us
+    return b.xact_start_us or b.query_start_us or b.backend_start_us
+
+
+def backend_line(
+    backend: Backend, now_us: int, reveal: bool, *, since: bool = False, limit: int = 300
+) -> Text:
+    """`pid 4242 COPY active for 2m 03s · 10.0.0.5 psql · COPY crm.clients TO STDOUT` (with
+    `since`: the clock time it began too); the query redacted unless `reveal`."""
+    b = backend
+    began = backend_since(b)
+    running = f"for {t.elapsed(now_us - began)}" + (f" (since {t.clock(began)})" if since else "")
+    query = t.statement(b.query, reveal, limit) if b.query else t.label("<no query text>", t.DIM)
+    return t.join(
+        (
+            t.label(f"pid {b.pid}", t.BOLD),
+            t.data(b.kind.upper() or "?", 12, t.BOLD),
+            t.data(b.state or "?", 40),
+            t.label(running),
+            t.label("·", t.DIM),
+            t.data(b.client_addr or "[local]", 60),
+            t.data(b.application_name or "-", 60),
+            t.label("·", t.DIM),
+            query,
+        )
+    )
+
+
+BACKENDS_LISTED = 4
+"""Backends the confirmation lists at once (the window follows the choice): it fits 80x24."""
+
+
+def backends_body(reader: ReaderView, chosen: int, now_us: int, reveal: bool) -> Text:
+    """What the cancel/terminate confirmation shows: who, the keys, then each backend (the
+    chosen one marked; the keys come first so that a long list never hides them)."""
+    backends = reader.backends
+    choose = "↑ ↓  choose the backend · " if len(backends) > 1 else ""
+    parts = [
+        t.label("Cancel the query of, or terminate, a backend of this reader?", t.TITLE),
+        t.join((t.label("who ", t.DIM), who(reader.principal, 60))),
+        t.label("c  cancel its query (the session stays)\nt  terminate it (the connection ends)"),
+        t.label(f"{choose}esc  leave it alone", t.DIM),
+    ]
+    first = min(max(0, chosen - BACKENDS_LISTED // 2), max(0, len(backends) - BACKENDS_LISTED))
+    if first:
+        parts.append(t.label(f"    ↑ {first} more", t.DIM))
+    for n, b in enumerate(backends[first : first + BACKENDS_LISTED], first):
+        mark = t.label("(•)", t.BOLD) if n == chosen else t.label("( )")
+        parts.append(t.join((mark, backend_line(b, now_us, reveal, since=True, limit=120))))
+    after = len(backends) - first - BACKENDS_LISTED
+    if after > 0:
+        parts.append(t.label(f"    ↓ {after} more", t.DIM))
     return t.lines(parts)

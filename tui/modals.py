@@ -1,5 +1,5 @@
-"""The operator's confirmations: page, mark expected, snooze, acknowledge and resolve an alert.
-Escape always cancels."""
+"""The operator's confirmations: page, mark expected, snooze, acknowledge and resolve an alert,
+cancel or terminate a backend. Escape always cancels."""
 
 from __future__ import annotations
 
@@ -200,6 +200,60 @@ class SnoozeModal(ModalScreen[int | None]):
 
     def action_cancel(self) -> None:
         """Close without snoozing."""
+        self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendChoice:
+    """What the operator confirmed in the backend dialog."""
+
+    pid: int
+    terminate: bool
+    """pg_terminate_backend (the session ends) rather than pg_cancel_backend (its query)."""
+
+
+class BackendModal(ModalScreen[BackendChoice | None]):
+    """Cancel the query of, or terminate, one of a reader's backends: ↑/↓ choose the backend
+    (when there are several), `c` cancels its query, `t` terminates it, Escape leaves it alone.
+    Pressing `c` or `t` here is the confirmation: nothing is sent before."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="BackendModal", colour="$error") + (
+        "BackendModal #body { max-height: 24; }"
+    )
+    BINDINGS = [
+        Binding("escape", "cancel", "Leave it alone"),
+        Binding("c", "signal(False)", "Cancel its query"),
+        Binding("t", "signal(True)", "Terminate it"),
+        Binding("up", "move(-1)", "Previous backend", show=False),
+        Binding("down", "move(1)", "Next backend", show=False),
+    ]
+
+    def __init__(self, reader: ReaderView, now_us: int, reveal: bool = False) -> None:
+        super().__init__()
+        self.reader = reader
+        self.now_us = now_us
+        self.reveal = reveal
+        self.chosen = 0
+        """Index into the reader's backends."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self._body(), id="body")
+
+    def _body(self) -> Text:
+        return lines.backends_body(self.reader, self.chosen, self.now_us, self.reveal)
+
+    def action_move(self, step: int) -> None:
+        """Choose the previous (-1) or next backend."""
+        self.chosen = min(len(self.reader.backends) - 1, max(0, self.chosen + step))
+        self.query_one("#body", Static).update(self._body())
+
+    def action_signal(self, terminate: bool) -> None:
+        """Send it: cancel the chosen backend's query, or terminate it."""
+        self.dismiss(BackendChoice(self.reader.backends[self.chosen].pid, terminate))
+
+    def action_cancel(self) -> None:
+        """Close without sending anything."""
         self.dismiss(None)
 
 

@@ -21,10 +21,20 @@ from core.snapshot import AlertView, Delivery, ReaderView, Snapshot
 from core.view import ActionRefused, EngineView, PageRequest
 from tui import text as t
 from tui.alertlist import RESOLVED, for_reader
-from tui.modals import AlertModal, ExpectModal, PageChoice, PageModal, SnoozeModal
+from tui.modals import (
+    AlertModal,
+    BackendChoice,
+    BackendModal,
+    ExpectModal,
+    PageChoice,
+    PageModal,
+    SnoozeModal,
+)
 
 DONE_WORDS = {"page": "paged", "acknowledge": "acknowledged", "resolve": "resolved"}
 """What the notification after each action starts with."""
+REFUSAL_SECONDS = 20.0
+"""A refused signal stays on screen this long: it says what to grant, which takes reading."""
 
 
 def said(item: Delivery) -> str:
@@ -60,6 +70,8 @@ class OperatorApp(App[None]):
     """Keep the snapshot on screen; the engine runs on."""
     problem = var("")
     """Why the last snapshot could not be pulled ("" when it could)."""
+    reveal = var(False)
+    """Show statement literals and parameters."""
 
     def __init__(self, view: EngineView, *, operator: str, refresh_seconds: float) -> None:
         super().__init__()
@@ -231,6 +243,49 @@ class OperatorApp(App[None]):
             self.push_screen(SnoozeModal(reader), chosen)
 
         self._with_reader("snooze", choose)
+
+    def action_backend(self) -> None:
+        """Cancel the query of, or terminate, one of the selected reader's backends, after a
+        confirmation that lists them (a clear notice when it has none: no empty dialog)."""
+
+        def confirm(reader: ReaderView) -> None:
+            p = reader.principal
+            if not reader.backends:
+                self.notify(
+                    t.notice(p.user, " has no backend reading ", p.table, " now"),
+                    severity="warning",
+                    markup=False,
+                )
+                return
+
+            def chosen(choice: BackendChoice | None) -> None:
+                if choice is not None:
+                    self._signal(p, choice.pid, choice.terminate)
+
+            now = self.snapshot.taken_us if self.snapshot is not None else reader.last_seen_us
+            self.push_screen(BackendModal(reader, now, self.reveal), chosen)
+
+        self._with_reader("backend", confirm)
+
+    @work(exclusive=True, group="backend", exit_on_error=False, description="signal a backend")
+    async def _signal(self, principal: PrincipalKey, pid: int, terminate: bool) -> None:
+        action = "terminate" if terminate else "cancel"
+        try:
+            done = await self.view.signal_backend(principal, pid, terminate, self.operator)
+        except ActionRefused as exc:  # no privilege, the backend ended, no database
+            self.notify(
+                t.notice(f"{action} refused: ", exc),
+                severity="error",
+                timeout=REFUSAL_SECONDS,
+                markup=False,
+            )
+            await self.refresh_snapshot()
+            return
+        except Exception as exc:  # a bug below, or an agent gone: one line, never a crash
+            self.notify(t.notice(f"{action} failed: ", exc), severity="error", markup=False)
+            return
+        self.notify(t.notice(done), markup=False)
+        await self.refresh_snapshot()
 
     @work(exclusive=True, group="page", exit_on_error=False, description="page on-call")
     async def _page(self, request: PageRequest) -> None:

@@ -150,6 +150,25 @@ def ago(delta_us: int) -> str:
     return f"{seconds}s"
 
 
+def elapsed(delta_us: int) -> str:
+    """How long something has been running, to the second while that matters: `45s`,
+    `2m 03s`, `1h 02m`, `3d 04h`.
+
+    >>> elapsed(45_000_000), elapsed(123_000_000), elapsed(3_720_000_000), elapsed(-1)
+    ('45s', '2m 03s', '1h 02m', '0s')
+    >>> elapsed(273_600_000_000)
+    '3d 04h'
+    """
+    seconds = max(0, delta_us // 1_000_000)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86_400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
+
+
 def count(n: int) -> str:
     """A row count, short: `950`, `12.3k`, `4.1M`.
 

@@ -1,5 +1,5 @@
--- What the database's statistics say about each watched table: tuples read by sequential and
--- index scans since the statistics began (seq_tup_read + idx_tup_fetch), and its size. Readable
+-- What the database's statistics say about each watched table: sequential scans and the tuples
+-- they read, tuples fetched through indexes, since the statistics began, and its size. Readable
 -- with pg_monitor (pg_read_all_stats); tables are found in the catalog (no USAGE on the schema).
 -- $1: the watched tables as shown, $2: their schemas ('' : any), $3: their names.
 WITH watched AS (
@@ -11,9 +11,9 @@ WITH watched AS (
 )
 SELECT w.shown,
        w.oid IS NOT NULL AS found,
-       coalesce(s.seq_tup_read, 0) + coalesce(s.idx_tup_fetch, 0) AS tuples_read,
        coalesce(s.seq_scan, 0) AS seq_scans,
-       coalesce(s.idx_scan, 0) AS idx_scans,
+       coalesce(s.seq_tup_read, 0) AS seq_tuples,
+       coalesce(s.idx_tup_fetch, 0) AS idx_tuples,
        coalesce(c.reltuples, -1)::float8 AS reltuples,
        coalesce(s.n_live_tup, 0) AS live_tuples,
        clock_timestamp() AS taken_at,

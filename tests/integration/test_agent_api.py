@@ -205,6 +205,22 @@ async def test_bad_requests_are_refused_with_a_reason(tmp_path: Path) -> None:
         assert "at most" in await refused(
             "POST", "/snooze", 400, json={**READER, "seconds": 10**9, "operator": "a"}
         )
+        signal = {**READER, "operator": "ann"}
+        assert await refused("POST", "/backends/4x/cancel", 400, json=signal) == (
+            "pid: expected a backend's process id, got '4x'"
+        )
+        assert "pid: expected" in await refused("POST", "/backends/0/terminate", 400, json=signal)
+        assert "operator: missing" in await refused(
+            "POST", "/backends/4242/terminate", 400, json=READER
+        )
+        assert "not watched" in await refused(
+            "POST", "/backends/4242/cancel", 400, json={**signal, "table": "public.other"}
+        )
+        # no [database] dsn in this agent's settings: it says so rather than trying
+        assert await refused("POST", "/backends/4242/cancel", 409, json=signal) == (
+            "no [database] dsn is configured: tablewatch cannot reach the server's backends"
+        )
+        assert "not allowed" in await refused("GET", "/backends/4242/cancel", 405)
         assert "not allowed" in await refused("GET", "/alerts", 405)
         assert "no such endpoint" in await refused("GET", "/nothing", 404)
         assert "interval" in await refused("GET", "/stream?interval=0", 400)

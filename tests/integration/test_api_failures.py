@@ -33,6 +33,11 @@ class BrokenEngine:
     async def snooze(self, principal: PrincipalKey, seconds: int, operator: str) -> None:
         raise NotImplementedError
 
+    async def signal_backend(
+        self, principal: PrincipalKey, pid: int, terminate: bool, operator: str
+    ) -> str:
+        raise NotImplementedError
+
     async def acknowledge(self, key: str, note: str, operator: str) -> AlertView:
         raise NotImplementedError
 

@@ -55,8 +55,13 @@ def test_doctor_says_what_is_wrong_and_how_to_fix_it(pg_cluster: PgCluster, tmp_
     assert f"{ROLE} is a member of pg_monitor" in out
     assert "object audit through auditor" in out
     assert "every read is audited (auditor has SELECT)" in out
-    assert "✓ ok   log format" in out and out.rstrip().endswith("0 problem(s), 1 warning(s)")
-    assert "CREATE EXTENSION pgaudit;" in out  # the one warning: the extension is not created
+    assert "✓ ok   log format" in out and out.rstrip().endswith("0 problem(s), 3 warning(s)")
+    assert "CREATE EXTENSION pgaudit;" in out  # warned: the extension is not created,
+    # pg_stat_statements is not loaded (no gap can be laid at a role), and without
+    # pg_signal_backend operators cannot cancel a reader's backend
+    assert "pg_stat_statements = 'pgaudit,pg_stat_statements'" not in out
+    assert "fix: ALTER SYSTEM SET shared_preload_libraries = 'pgaudit,pg_stat_statements';" in out
+    assert f"fix: GRANT pg_signal_backend TO {ROLE};" in out
 
     pg_cluster.psql("REVOKE SELECT ON doc.clients FROM auditor")  # object audit silently ends
     try:

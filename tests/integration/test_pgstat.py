@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from collectors.pgstat import DatabaseLink, TableReads, TableStatsSource
+from collectors.pgstat import DatabaseLink, TableStatsSource
+from core.dbside import TableReads
 from core.tables import TableName
 from tablewatch.pgcluster import PgCluster
 

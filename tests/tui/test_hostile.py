@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from textual.content import Content
 from textual.widgets import Static
 
+from core.dbside import Backend
 from core.events import AccessEvent, EventKind
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.snapshot import (
@@ -215,6 +216,25 @@ def readers(draw: st.DrawFn) -> ReaderView:
         tuple(draw(st.lists(st.integers(0, 10**9), max_size=24))),
         seen,
         draw(st.none() | times),
+        tuple(draw(st.lists(backends(), max_size=3))),
+    )
+
+
+@st.composite
+def backends(draw: st.DrawFn) -> Backend:
+    return Backend(
+        draw(st.integers(1, 2**31 - 1)),
+        draw(hostile),
+        draw(hostile),
+        draw(hostile),
+        draw(hostile),
+        draw(hostile | st.sampled_from(["active", "idle in transaction"])),
+        draw(hostile),
+        tuple(draw(st.lists(hostile, max_size=2))),
+        draw(hostile),
+        draw(times),
+        draw(st.none() | times),
+        draw(st.none() | times),
     )
 
 
@@ -322,6 +342,7 @@ def test_reader_renderers_are_inert(reader: ReaderView, found: list[Finding], re
     assert_inert(lines.page_body(reader))
     assert_inert(lines.expect_body(reader))
     assert_inert(lines.snooze_body(reader))
+    assert_inert(lines.backends_body(reader, len(reader.backends) - 1, FIXED_US, reveal))
 
 
 @FAST

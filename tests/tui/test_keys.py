@@ -455,6 +455,9 @@ class FailingView:
     async def snooze(self, principal, seconds, operator):  # type: ignore[no-untyped-def]
         return await self.inner.snooze(principal, seconds, operator)
 
+    async def signal_backend(self, principal, pid, terminate, operator):  # type: ignore[no-untyped-def]
+        raise RuntimeError("unexpected [bold]bug[/] in the agent")
+
     async def acknowledge(self, key, note, operator):  # type: ignore[no-untyped-def]
         raise RuntimeError("unexpected [bold]bug[/] in the agent")
 

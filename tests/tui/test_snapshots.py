@@ -14,8 +14,11 @@ from textual.pilot import Pilot
 
 from core.events import AccessEvent
 from tests.tui.world import (
+    COPY,
+    CURSOR,
     BrokenSource,
     app_for,
+    caught,
     exfiltration,
     feed,
     live,
@@ -108,3 +111,11 @@ def test_alert_acknowledged_small_terminal(
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_backend_modal_small_terminal(snap_compare: Compare, tmp_path: Path) -> None:
+    """80x24, `c` on mallory caught copying the table: the detail's live backends behind, the
+    dialog listing both of hers (the cursor chosen), its keys first."""
+    app = app_for(caught(live(tmp_path), COPY, CURSOR))
+    events = normal_traffic() + exfiltration()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=fed(events), press=["c", "down"])

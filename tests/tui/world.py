@@ -16,6 +16,7 @@ from alerts.center import AlertCenter
 from alerts.local import LocalSink
 from alerts.outbox import OUTBOX_FILE, Outbox
 from alerts.rules import Rules
+from core.dbside import Backend
 from core.engine import Engine, EngineConfig
 from core.events import AccessEvent
 from core.sinks import AlertSink
@@ -140,6 +141,27 @@ def exfiltration() -> list[AccessEvent]:
             session="mal",
         ),
     ]
+
+
+COPY = Backend(
+    4242, "mallory", "crm", "203.0.113.9", "psql", "active", "copy", ("crm.client_list",),
+    "COPY crm.client_list TO STDOUT", FIXED_US - 600_000_000, FIXED_US - 123_000_000,
+    FIXED_US - 123_000_000,
+)  # fmt: skip
+"""mallory's COPY of the table, running for 2m 03s."""
+CURSOR = Backend(
+    4243, "mallory", "crm", "203.0.113.9", "psql", "idle in transaction", "cursor",
+    ("crm.client_list",), "FETCH 1000 FROM c", FIXED_US - 900_000_000, FIXED_US - 420_000_000,
+    FIXED_US - 5_000_000,
+)  # fmt: skip
+"""mallory's cursor over the table, its transaction open for 7 minutes."""
+
+
+def caught(view: LiveEngine, *backends: Backend) -> LiveEngine:
+    """mallory's backends as the activity poll hands them to the engine (that source is
+    tested against PostgreSQL elsewhere: here the engine's table of them is filled)."""
+    view.engine._backends[("mallory", "203.0.113.9", "psql", "crm.client_list")] = backends
+    return view
 
 
 def app_for(view: EngineView, **kwargs: Any) -> DashboardApp:

@@ -15,11 +15,14 @@ from alerts.center import AlertCenter
 from alerts.local import LocalSink
 from alerts.outbox import OUTBOX_FILE, Outbox
 from alerts.rules import Rules
+from collectors.pgstat import DatabaseLink
+from core.dbside import Backend
 from core.events import AccessEvent
 from core.findings import Code, PrincipalKey, Severity
 from core.sources import EventBatch, SourceHealth
 from core.view import ActionRefused, PageRequest
 from tablewatch.live import STATEMENT_CHARS, LiveEngine
+from tablewatch.pgcluster import free_port
 from tablewatch.trail import TRAIL_FILE, OperatorTrail, TrailError
 from tests.alertkit import delivering
 from tests.unit.enginekit import TABLE, at, engine, ev
@@ -256,3 +259,79 @@ async def test_the_snapshot_counts_what_flood_control_held_back_and_what_is_queu
     live.feed([_bulk(), ev(NOW - 5_000_000, BULK, user="eve", addr="10.8.8.8", rows=50_000)])
     snap = await live.snapshot()
     assert len(snap.alerts) == 1 and snap.suppressed == 1 and snap.outbox == 1
+
+
+def _copying(pid: int = 4242) -> Backend:
+    """mallory's COPY of the table, as the activity poll sees it."""
+    return Backend(
+        pid, "mallory", "crm", "10.9.9.9", "psql", "active", "copy", (TABLE,),
+        "COPY crm.client_list TO STDOUT", NOW - 300_000_000, NOW - 123_000_000,
+        NOW - 123_000_000,
+    )  # fmt: skip
+
+
+def _with_database(tmp_path: Path) -> LiveEngine:
+    """A live engine whose database does not answer (nothing listens on its port), mallory's
+    COPY among the backends the engine knows."""
+    live = LiveEngine(
+        engine(learning_hours=0),
+        trail=OperatorTrail(tmp_path),
+        clock=lambda: NOW,
+        database=DatabaseLink(f"postgresql://tw_monitor@127.0.0.1:{free_port()}/crm"),
+    )
+    live.engine._backends[("mallory", "10.9.9.9", "psql", TABLE)] = (_copying(),)
+    return live
+
+
+async def test_signal_backend_without_a_database_is_refused(tmp_path: Path) -> None:
+    live = _live(tmp_path)
+    live.feed([_bulk()])
+    live.engine._backends[("mallory", "10.9.9.9", "psql", TABLE)] = (_copying(),)
+    assert (await live.snapshot()).readers[0].backends == (_copying(),)
+    with pytest.raises(ActionRefused) as refused:
+        await live.signal_backend(MALLORY, 4242, False, "ann")
+    assert str(refused.value) == (
+        "no [database] dsn is configured: tablewatch cannot reach the server's backends"
+    )
+    assert not (tmp_path / TRAIL_FILE).exists()  # nothing was attempted
+
+
+async def test_signal_backend_only_signals_the_readers_current_backends(tmp_path: Path) -> None:
+    live = _with_database(tmp_path)
+    for principal, pid in (
+        (MALLORY, 4243),  # not one of hers
+        (PrincipalKey("eve", "10.9.9.9", "psql", TABLE), 4242),  # hers, not eve's
+        (PrincipalKey("mallory", "10.9.9.9", "psql", "crm.orders"), 4242),  # another table
+    ):
+        with pytest.raises(ActionRefused) as refused:
+            await live.signal_backend(principal, pid, True, "ann")
+        who = f"{principal.user}@10.9.9.9"
+        assert str(refused.value) == (
+            f"backend {pid} is no longer reading {principal.table} for {who}"
+        )
+    assert not (tmp_path / TRAIL_FILE).exists()
+
+
+async def test_a_signal_that_reached_for_the_database_is_in_the_trail(tmp_path: Path) -> None:
+    live = _with_database(tmp_path)
+    with pytest.raises(ActionRefused, match="cannot reach the database") as refused:
+        await live.signal_backend(MALLORY, 4242, True, "ann")
+    assert str(refused.value) == (
+        "cannot reach the database to signal backend 4242: cannot connect: connection refused"
+    )
+    (entry,) = [json.loads(line) for line in (tmp_path / TRAIL_FILE).read_text().splitlines()]
+    assert {k: entry[k] for k in ("action", "operator", "user", "table", "pid", "kind")} == {
+        "action": "terminate",
+        "operator": "ann",
+        "user": "mallory",
+        "table": TABLE,
+        "pid": 4242,
+        "kind": "copy",
+    }
+    assert entry["outcome"] == f"refused: {refused.value}"
+    (tmp_path / TRAIL_FILE).unlink()
+    (tmp_path / TRAIL_FILE).mkdir()  # the trail cannot be written: said with the answer
+    with pytest.raises(ActionRefused) as refused:
+        await live.signal_backend(MALLORY, 4242, False, "ann")
+    assert str(refused.value).startswith("cannot reach the database to signal backend 4242")
+    assert "(and cannot write the operator trail" in str(refused.value)

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from core.dbside import Backend
 from core.events import AccessEvent, EventKind
 from core.findings import Finding, PrincipalKey, Reason, Severity
 from core.snapshot import AlertView, Delivery, ReaderView, Snapshot, StatementSeen, TableView
 from core.sources import SourceHealth
 from tablewatch.wire import (
+    BACKENDS,
     PARAMETER_CHARS,
     PARAMETERS,
     STATEMENT_CHARS,
@@ -32,9 +34,15 @@ P = PrincipalKey(EVIL, "10.0.0.9", EVIL, "crm.client_list")
 def _snapshot(statement: str = "SELECT * FROM crm.client_list") -> Snapshot:
     reason = Reason("bulk_read", Severity.CRITICAL, 97, f"read 50,000 rows; {EVIL}")
     seen = StatementSeen(T, "SELECT", statement, ("1", EVIL), 50_000)
+    copying = Backend(
+        4242, EVIL, "crm", "10.0.0.9", EVIL, "active", "copy", ("crm.client_list",), statement,
+        T - 300_000_000, T - 123_000_000, T - 123_000_000,
+    )  # fmt: skip
+    idle = Backend(4243, "app", "", "", "", "idle in transaction", "cursor", (), "", T, None, None)
     reader = ReaderView(
         P, Severity.CRITICAL, 97, (reason,), 3, 1, 50_000, 50_000, 1.0, False, T - 10, T,
         EVIL, recent=(0, 5, 50_000), hours=(1,) * 24, seen=(seen,), snoozed_until_us=T + 600,
+        backends=(copying, idle),
     )  # fmt: skip
     quiet = ReaderView(
         PrincipalKey("app", "", "", "crm.client_list"), Severity.NONE, 0, (), 1, 0, 1, 1, None,
@@ -100,6 +108,17 @@ def test_large_texts_are_bounded() -> None:
     assert all(len(p) <= PARAMETER_CHARS for p in params)
 
 
+def test_a_readers_backends_are_bounded() -> None:
+    snap = _snapshot("COPY crm.client_list TO STDOUT /* " + "x" * 2_000_000 + " */")
+    reader = snap.readers[0]
+    many = tuple(replace(reader.backends[0], pid=1000 + n) for n in range(500))
+    snap = replace(snap, readers=(replace(reader, backends=many),))
+    assert len(encode(snapshot_json(snap, "db1"))) < 200_000
+    back = _trip(snap).readers[0].backends
+    assert [b.pid for b in back] == list(range(1000, 1000 + BACKENDS))
+    assert all(len(b.query) == STATEMENT_CHARS and b.query.endswith("…") for b in back)
+
+
 def test_a_lone_surrogate_does_not_break_the_answer() -> None:
     snap = _snapshot()
     odd = replace(snap, tables=(TableView("crm.\udcffx", 1),))
@@ -119,6 +138,22 @@ def test_a_lone_surrogate_does_not_break_the_answer() -> None:
         (lambda b: b["tail"][0].update(kind="?"), "tail[0].kind: unknown kind"),
         (lambda b: b["readers"][0].update(recent=[1, True]), "recent: expected a list of int"),
         (lambda b: b["sources"][0].update(events=-1), "sources[0].events: expected 0 or more"),
+        (
+            lambda b: b["readers"][0]["backends"][1].update(pid="4243"),
+            "backends[1].pid: expected an",
+        ),
+        (lambda b: b["readers"][0]["backends"][0].update(pid=0), "backends[0].pid: expected 1 or"),
+        (
+            lambda b: b["readers"][0]["backends"][0].update(pid=2**31),
+            "readers[0].backends[0].pid: expected a backend's process id",
+        ),
+        (lambda b: b["readers"][0]["backends"][0].pop("user"), "backends[0].user: missing"),
+        (lambda b: b["readers"][0]["backends"][0].update(tables=[1]), "tables: expected a list"),
+        (
+            lambda b: b["readers"][0]["backends"][0].update(query_start="now"),
+            "readers[0].backends[0].query_start: not an ISO 8601 time",
+        ),
+        (lambda b: b["readers"][0].update(backends={}), "readers[0].backends: expected a list"),
     ],
 )
 def test_what_is_not_a_snapshot_is_refused_naming_the_field(change: object, error: str) -> None:

@@ -1,0 +1,191 @@
+"""Audit gaps and database-side tampering in the engine: the table's own statistics against the
+audit log. A read the audit log misses (a COPY with log_rows on, a SECURITY DEFINER function) is
+a gap laid at the role whose statistics show it; a count(*) or an hourly aggregate, which scans
+the whole table and returns a row, is not; a lagging audit tail is never a gap."""
+
+from __future__ import annotations
+
+from core.dbside import Backend, Observations, StatementReads, TableReads, Tampered
+from core.engine import UNKNOWN_USER, Engine
+from core.findings import Code, Finding, Severity
+from core.gaps import SLACK_US
+from tests.unit.enginekit import ROWS, TABLE, at, engine, ev
+
+SECOND = 1_000_000
+
+
+def reads(
+    since: int, until: int, *, scans: int = 0, seq: int = 0, idx: int = 0, size: int = ROWS
+) -> Observations:
+    return Observations(table_reads=(TableReads(TABLE, since, until, scans, seq, idx, size),))
+
+
+def caught_up(e: Engine, obs: Observations, until: int) -> list[Finding]:
+    """Observe, with the audit log read well past the window."""
+    return e.observe(obs, until, until + SLACK_US + SECOND)
+
+
+def gap_of(found: list[Finding]) -> Finding:
+    hits = [f for f in found if any(r.code == Code.AUDIT_GAP for r in f.reasons)]
+    assert len(hits) == 1, found
+    return hits[0]
+
+
+def test_an_unaudited_copy_is_a_critical_gap_laid_at_the_role_that_ran_it() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=10)
+    e.process([ev(t0 + k * SECOND, rows=1, params=(str(k),)) for k in range(1, 9)])  # lookups
+    copy = StatementReads(
+        "mallory", "crm", 42, "COPY crm.client_list TO STDOUT", (TABLE,), t0, t0 + 10 * SECOND,
+        1, ROWS,
+    )  # fmt: skip
+    backend = Backend(
+        4242, "mallory", "crm", "10.9.9.9", "psql", "active", "copy", (TABLE,),
+        "COPY crm.client_list TO STDOUT", t0, t0 + 2 * SECOND, t0 + 2 * SECOND,
+    )  # fmt: skip
+    e.observe(Observations(backends=(backend,)), t0 + 3 * SECOND, t0)
+    e.observe(Observations(backends=()), t0 + 5 * SECOND, t0)
+    e.observe(Observations(statements=(copy,)), t0 + 10 * SECOND, t0)
+    found = caught_up(e, reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS, idx=8), t0 + 10 * SECOND)
+    gap = gap_of(found)
+    assert gap.severity is Severity.CRITICAL
+    p = gap.principal
+    assert (p.user, p.client_addr, p.application_name, p.table) == (
+        "mallory",
+        "10.9.9.9",
+        "psql",
+        TABLE,
+    )
+    detail = gap.reasons[0].detail
+    assert "50,000 read unaudited (100% of the table)" in detail, detail
+    assert "pg_stat_statements counts 50,000 rows for mallory" in detail, detail
+    assert e.gap_tuples[TABLE] == ROWS
+
+
+def test_count_star_and_an_hourly_aggregate_scan_the_table_without_a_gap() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    e.process([
+        ev(t0 + SECOND, "SELECT count(*) FROM crm.client_list", rows=1, user="report"),
+        ev(t0 + 2 * SECOND, "SELECT region, count(*) FROM crm.client_list GROUP BY region",
+           rows=12, user="report"),
+    ])  # fmt: skip
+    found = caught_up(e, reads(t0, t0 + 10 * SECOND, scans=2, seq=2 * ROWS), t0 + 10 * SECOND)
+    assert found == []
+    assert e.gap_tuples[TABLE] == 0
+
+
+def test_one_unaudited_scan_among_audited_scans_is_still_found() -> None:
+    # lookups on an unindexed column scan the whole table each: 20 of them are accounted for,
+    # the 21st scan is not
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    e.process([
+        ev(t0 + SECOND + k, "SELECT * FROM crm.client_list WHERE email = $1", rows=1,
+           params=(f"a{k}@x",))
+        for k in range(20)
+    ])  # fmt: skip
+    found = caught_up(e, reads(t0, t0 + 10 * SECOND, scans=21, seq=21 * ROWS), t0 + 10 * SECOND)
+    gap = gap_of(found)
+    assert gap.principal.user == UNKNOWN_USER  # nothing in the statistics names it
+    assert "50,000 read unaudited" in gap.reasons[0].detail
+
+
+def test_index_fetches_of_audited_lookups_are_accounted_for() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    e.process([ev(t0 + SECOND + k, rows=1, params=(str(k),)) for k in range(500)])
+    assert caught_up(e, reads(t0, t0 + 10 * SECOND, idx=500), t0 + 10 * SECOND) == []
+    # the same index fetches without a single audited statement: a gap (a few percent: warning)
+    later = t0 + 3600 * SECOND
+    found = caught_up(e, reads(later, later + 10 * SECOND, idx=5_000), later + 10 * SECOND)
+    assert gap_of(found).severity is Severity.WARNING
+
+
+def test_a_window_is_judged_only_once_the_audit_log_has_caught_up_with_it() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    obs = reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS)
+    # the tail is behind: its records of the window may still come
+    assert e.observe(obs, t0 + 10 * SECOND, t0 + 10 * SECOND) == []
+    assert e.gaps_waiting() == 1
+    # they come: an audited full read in the window, logged late
+    e.process([ev(t0 + 11 * SECOND, "SELECT * FROM crm.client_list", rows=ROWS, user="backup")])
+    assert e.judge_gaps(t0 + 20 * SECOND) == []
+    assert e.gaps_waiting() == 0
+
+
+def test_an_audited_statement_accounts_for_reads_only_for_the_gap_window() -> None:
+    e = engine(learning_hours=0)  # the default window: 10 minutes
+    t0 = at(hour=3)
+    # an index-only count(*) leaves its credit unspent...
+    e.process([ev(t0, "SELECT count(*) FROM crm.client_list", rows=1, user="report")])
+    assert caught_up(e, reads(t0, t0 + 10 * SECOND), t0 + 10 * SECOND) == []
+    # ...which cannot cover a COPY half an hour later
+    later = t0 + 1800 * SECOND
+    found = caught_up(e, reads(later, later + 10 * SECOND, scans=1, seq=ROWS), later + 10 * SECOND)
+    assert gap_of(found).severity is Severity.CRITICAL
+
+
+def test_a_function_returning_the_table_is_the_likely_reader_when_nothing_names_the_table() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    dump = StatementReads(
+        "eve", "crm", 7, "SELECT * FROM public.export_clients()", (), t0, t0 + 10 * SECOND, 1, ROWS
+    )
+    e.observe(Observations(statements=(dump,)), t0 + 10 * SECOND, t0)
+    found = caught_up(e, reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS), t0 + 10 * SECOND)
+    gap = gap_of(found)
+    assert gap.principal.user == "eve"
+    assert "export_clients" in gap.reasons[0].detail
+
+
+def test_set_up_changes_are_tampering_on_every_watched_table_by_whoever_the_database_names() -> (
+    None
+):
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    backend = Backend(
+        77, "root_dba", "crm", "10.1.1.1", "psql", "idle", "select", (TABLE,),
+        "SELECT 1 FROM crm.client_list", t0, None, t0,
+    )  # fmt: skip
+    e.observe(Observations(backends=(backend,)), t0, t0)
+    set_by_role = Tampered(t0 + SECOND, Severity.CRITICAL, "SET pgaudit.log = 'none'", (),
+                           "root_dba")  # fmt: skip
+    unknown = Tampered(t0 + 2 * SECOND, Severity.WARNING, "the server restarted at 03:00:02 UTC")
+    found = e.observe(Observations(tampered=(set_by_role, unknown)), t0 + 2 * SECOND, t0)
+    by_user = {f.principal.user: f for f in found}
+    assert by_user["root_dba"].severity is Severity.CRITICAL
+    assert by_user["root_dba"].principal.client_addr == "10.1.1.1"  # from its backend
+    assert by_user["root_dba"].reasons[0].code == Code.AUDIT_TAMPER
+    assert by_user[UNKNOWN_USER].severity is Severity.WARNING
+
+
+def test_a_backend_reading_the_table_is_a_live_reader_until_it_ends() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    cursor = Backend(
+        99, "intern", "crm", "", "psql", "idle in transaction", "cursor", (TABLE,),
+        "FETCH 100 FROM c", t0, t0, t0,
+    )  # fmt: skip
+    e.observe(Observations(backends=(cursor,)), t0, t0)
+    view = next(v for v in e.snapshot(t0).readers if v.principal.user == "intern")
+    assert view.principal.client_addr == "[local]"
+    assert view.backends == (cursor,)
+    assert e.backends_of(view.principal) == (cursor,)
+    e.observe(Observations(backends=()), t0 + 2 * SECOND, t0)
+    assert e.backends_of(view.principal) == ()
+
+
+def test_a_weaker_change_joins_the_stronger_one_a_reader_holds() -> None:
+    e = engine(learning_hours=0)
+    t0 = at(hour=3)
+    revoke = Tampered(t0, Severity.CRITICAL, "auditor lost SELECT on crm.client_list")
+    restart = Tampered(t0 + SECOND, Severity.WARNING, "the server restarted at 03:00:01 UTC")
+    e.observe(Observations(tampered=(revoke,)), t0, t0)
+    assert e.observe(Observations(tampered=(restart,)), t0 + SECOND, t0) == []  # no rise
+    view = next(v for v in e.snapshot(t0 + SECOND).readers if v.principal.user == UNKNOWN_USER)
+    assert view.severity is Severity.CRITICAL
+    assert view.reasons[0].detail == (
+        "the server restarted at 03:00:01 UTC; before: auditor lost SELECT on crm.client_list"
+    )
