@@ -168,6 +168,7 @@ class TableStatsSource:
         self.missing: tuple[str, ...] = ()
         self._last: dict[str, _Count] = {}
         self._last_ok: datetime | None = None
+        self._taken_us = 0
 
     async def poll(self) -> list[TableReads]:
         """One poll: the reads since the previous one (none the first time: a baseline).
@@ -186,7 +187,7 @@ class TableStatsSource:
             if not row["found"]:
                 missing.append(table)
                 continue
-            at = us_from_utc(row["taken_at"])
+            at = self._taken_us = us_from_utc(row["taken_at"])
             started = us_from_utc(row["server_started"])
             count = _Count(
                 int(row["seq_scans"]), int(row["seq_tuples"]), int(row["idx_tuples"]), at, started
@@ -229,7 +230,7 @@ class TableStatsSource:
         (`health`) and the next one tries again."""
         async with contextlib.aclosing(polling(self.poll, self.interval, self.link)) as polls:
             async for found in polls:
-                yield Observations(table_reads=tuple(found))
+                yield Observations(table_reads=tuple(found), taken_us=self._taken_us)
 
     def health(self) -> SourceHealth:
         """Down with the reason while the database does not answer; the tables it cannot find."""

@@ -120,8 +120,10 @@ class Engine:
         an audit gap to a COPY that ended between two polls of the statistics."""
         self._statements: deque[StatementReads] = deque(maxlen=_MAX_STATEMENTS_KEPT)
         """pg_stat_statements' latest counts per role (to attribute audit gaps)."""
-        self._ledgers = {str(t): AuditLedger(config.audit_gap_us) for t in config.tables}
-        self.gap_tuples: dict[str, int] = dict.fromkeys(self._ledgers, 0)
+        self._ledgers: dict[str, AuditLedger] = {}
+        """Per watched table, the audited statements as credits against its statistics: kept
+        from the first database observation on (a replay, without one, pays nothing for it)."""
+        self.gap_tuples: dict[str, int] = {str(t): 0 for t in config.tables}
         """Per watched table: tuples read that the audit log did not account for (metrics)."""
 
     # time and learning --------------------------------------------------------------------------
@@ -222,7 +224,8 @@ class Engine:
             table.learn(rows)
             size = table.rows
         lookup = 1 if plan.lookup and rows <= 100 else 0
-        self._ledgers[name].audited(t, e.user, rows, lookup == 1)
+        if self._ledgers:
+            self._ledgers[name].audited(t, e.user, rows, lookup == 1)
         # a guess at a filtered read's size is kept apart: it may point at a slice read at an odd
         # hour or by a newcomer, never page on its own
         soft = 0
@@ -325,6 +328,10 @@ class Engine:
         role, the backends reading now, changes to the audit set-up. The findings raised, in
         time order. `now_us`: when the database answered."""
         raised: list[Finding] = []
+        if not self._ledgers:
+            self._ledgers = {
+                str(t): AuditLedger(self.config.audit_gap_us, now_us) for t in self.config.tables
+            }
         if obs.statements:
             self._statements.extend(obs.statements)
         if obs.backends is not None:
@@ -377,7 +384,7 @@ class Engine:
         for b in backends:
             self._recent[(b.pid, b.backend_start_us)] = (b, now_us)
             for table in b.tables:
-                if table not in self._ledgers:
+                if table not in self.gap_tuples:
                     continue
                 key = (b.user, b.client_addr or "[local]", b.application_name, table)
                 current.setdefault(key, []).append(b)
@@ -407,8 +414,8 @@ class Engine:
                 client, app = backend.client_addr or "[local]", backend.application_name
         reason = tamper(change.detail, change.severity)
         out: list[Finding] = []
-        for table in change.tables or tuple(self._ledgers):
-            if table not in self._ledgers:
+        for table in change.tables or tuple(self.gap_tuples):
+            if table not in self.gap_tuples:
                 continue
             finding = self._hold_at((user or UNKNOWN_USER, client, app, table), reason,
                                     change.time_us)  # fmt: skip

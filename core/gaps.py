@@ -91,8 +91,10 @@ class AuditLedger:
     """One watched table's audited statements as credits, and its statistics judged against
     them."""
 
-    def __init__(self, credit_us: int) -> None:
+    def __init__(self, credit_us: int, started_us: int = 0) -> None:
         self.credit_us = credit_us
+        self.started_us = started_us
+        """Audited statements are counted from then: an earlier window is not judged."""
         self._seconds: deque[_Second] = deque()
         self._pending: deque[TableReads] = deque()
         self.dropped = 0
@@ -116,7 +118,10 @@ class AuditLedger:
         by_user[user] = by_user.get(user, 0) + rows
 
     def observe(self, reads: TableReads) -> None:
-        """A window of the table's statistics, judged once the audit trail caught up."""
+        """A window of the table's statistics, judged once the audit trail caught up (not
+        one that began before the ledger did: its credits were never counted)."""
+        if reads.since_us < self.started_us:
+            return
         if len(self._pending) >= MAX_PENDING:
             self._pending.popleft()
             self.dropped += 1

@@ -25,6 +25,14 @@ def caught_up(e: Engine, obs: Observations, until: int) -> list[Finding]:
     return e.observe(obs, until, until + SLACK_US + SECOND)
 
 
+def watching(t0: int) -> Engine:
+    """An engine whose database sources started polling just before `t0` (the audited
+    statements count as credits from the first observation on)."""
+    e = engine(learning_hours=0)
+    assert e.observe(Observations(), t0 - SECOND, 0) == []
+    return e
+
+
 def gap_of(found: list[Finding]) -> Finding:
     hits = [f for f in found if any(r.code == Code.AUDIT_GAP for r in f.reasons)]
     assert len(hits) == 1, found
@@ -32,8 +40,8 @@ def gap_of(found: list[Finding]) -> Finding:
 
 
 def test_an_unaudited_copy_is_a_critical_gap_laid_at_the_role_that_ran_it() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=10)
+    e = watching(t0)
     e.process([ev(t0 + k * SECOND, rows=1, params=(str(k),)) for k in range(1, 9)])  # lookups
     copy = StatementReads(
         "mallory", "crm", 42, "COPY crm.client_list TO STDOUT", (TABLE,), t0, t0 + 10 * SECOND,
@@ -63,8 +71,8 @@ def test_an_unaudited_copy_is_a_critical_gap_laid_at_the_role_that_ran_it() -> N
 
 
 def test_count_star_and_an_hourly_aggregate_scan_the_table_without_a_gap() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     e.process([
         ev(t0 + SECOND, "SELECT count(*) FROM crm.client_list", rows=1, user="report"),
         ev(t0 + 2 * SECOND, "SELECT region, count(*) FROM crm.client_list GROUP BY region",
@@ -78,8 +86,8 @@ def test_count_star_and_an_hourly_aggregate_scan_the_table_without_a_gap() -> No
 def test_one_unaudited_scan_among_audited_scans_is_still_found() -> None:
     # lookups on an unindexed column scan the whole table each: 20 of them are accounted for,
     # the 21st scan is not
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     e.process([
         ev(t0 + SECOND + k, "SELECT * FROM crm.client_list WHERE email = $1", rows=1,
            params=(f"a{k}@x",))
@@ -92,8 +100,8 @@ def test_one_unaudited_scan_among_audited_scans_is_still_found() -> None:
 
 
 def test_index_fetches_of_audited_lookups_are_accounted_for() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     e.process([ev(t0 + SECOND + k, rows=1, params=(str(k),)) for k in range(500)])
     assert caught_up(e, reads(t0, t0 + 10 * SECOND, idx=500), t0 + 10 * SECOND) == []
     # the same index fetches without a single audited statement: a gap (a few percent: warning)
@@ -103,8 +111,8 @@ def test_index_fetches_of_audited_lookups_are_accounted_for() -> None:
 
 
 def test_a_window_is_judged_only_once_the_audit_log_has_caught_up_with_it() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     obs = reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS)
     # the tail is behind: its records of the window may still come
     assert e.observe(obs, t0 + 10 * SECOND, t0 + 10 * SECOND) == []
@@ -116,8 +124,8 @@ def test_a_window_is_judged_only_once_the_audit_log_has_caught_up_with_it() -> N
 
 
 def test_an_audited_statement_accounts_for_reads_only_for_the_gap_window() -> None:
-    e = engine(learning_hours=0)  # the default window: 10 minutes
     t0 = at(hour=3)
+    e = watching(t0)  # the default window: 10 minutes
     # an index-only count(*) leaves its credit unspent...
     e.process([ev(t0, "SELECT count(*) FROM crm.client_list", rows=1, user="report")])
     assert caught_up(e, reads(t0, t0 + 10 * SECOND), t0 + 10 * SECOND) == []
@@ -128,8 +136,8 @@ def test_an_audited_statement_accounts_for_reads_only_for_the_gap_window() -> No
 
 
 def test_a_function_returning_the_table_is_the_likely_reader_when_nothing_names_the_table() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     dump = StatementReads(
         "eve", "crm", 7, "SELECT * FROM public.export_clients()", (), t0, t0 + 10 * SECOND, 1, ROWS
     )
@@ -143,8 +151,8 @@ def test_a_function_returning_the_table_is_the_likely_reader_when_nothing_names_
 def test_set_up_changes_are_tampering_on_every_watched_table_by_whoever_the_database_names() -> (
     None
 ):
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     backend = Backend(
         77, "root_dba", "crm", "10.1.1.1", "psql", "idle", "select", (TABLE,),
         "SELECT 1 FROM crm.client_list", t0, None, t0,
@@ -162,8 +170,8 @@ def test_set_up_changes_are_tampering_on_every_watched_table_by_whoever_the_data
 
 
 def test_a_backend_reading_the_table_is_a_live_reader_until_it_ends() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     cursor = Backend(
         99, "intern", "crm", "", "psql", "idle in transaction", "cursor", (TABLE,),
         "FETCH 100 FROM c", t0, t0, t0,
@@ -178,8 +186,8 @@ def test_a_backend_reading_the_table_is_a_live_reader_until_it_ends() -> None:
 
 
 def test_a_weaker_change_joins_the_stronger_one_a_reader_holds() -> None:
-    e = engine(learning_hours=0)
     t0 = at(hour=3)
+    e = watching(t0)
     revoke = Tampered(t0, Severity.CRITICAL, "auditor lost SELECT on crm.client_list")
     restart = Tampered(t0 + SECOND, Severity.WARNING, "the server restarted at 03:00:01 UTC")
     e.observe(Observations(tampered=(revoke,)), t0, t0)
@@ -189,3 +197,12 @@ def test_a_weaker_change_joins_the_stronger_one_a_reader_holds() -> None:
     assert view.reasons[0].detail == (
         "the server restarted at 03:00:01 UTC; before: auditor lost SELECT on crm.client_list"
     )
+
+
+def test_reads_from_before_the_database_was_watched_are_not_judged() -> None:
+    # the audit log was read from long before; the credits count only from the first poll on
+    t0 = at(hour=3)
+    e = watching(t0)
+    before = reads(t0 - 10 * SECOND, t0, scans=1, seq=ROWS)
+    assert caught_up(e, before, t0) == []
+    assert e.gaps_waiting() == 0
