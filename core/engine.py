@@ -322,11 +322,14 @@ class Engine:
 
     # what the database itself says ------------------------------------------------------------
 
-    def observe(self, obs: Observations, now_us: int, audit_until_us: int) -> list[Finding]:
+    def observe(
+        self, obs: Observations, now_us: int, audit_until_us: int, *, judge: bool = True
+    ) -> list[Finding]:
         """Take one poll of a database source (core.dbside): the tables' statistics (judged
-        against the audit log once it has been read up to `audit_until_us`), the statements per
-        role, the backends reading now, changes to the audit set-up. The findings raised, in
-        time order. `now_us`: when the database answered."""
+        against the audit log once it has been read up to `audit_until_us`; not at all without
+        `judge`: there is no audit log to judge them against), the statements per role, the
+        backends reading now, changes to the audit set-up. The findings raised, in time order.
+        `now_us`: when the database answered."""
         raised: list[Finding] = []
         if not self._ledgers:
             self._ledgers = {
@@ -342,10 +345,12 @@ class Engine:
                 continue
             if reads.rows:
                 self.set_table_rows(TableName.parse(reads.table), reads.rows)
-            ledger.observe(reads)
+            if judge:
+                ledger.observe(reads)
         for tampered in obs.tampered:
             raised.extend(self._tampered(tampered))
-        raised.extend(self.judge_gaps(audit_until_us))
+        if judge:
+            raised.extend(self.judge_gaps(audit_until_us))
         if now_us > self.now_us:
             self.now_us = now_us
         raised.sort(key=lambda f: f.time_us)

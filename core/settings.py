@@ -128,7 +128,8 @@ class AuditLogSettings(_Section):
     """`[audit_log]`: the pgaudit trail in the server log."""
 
     path: str = "/var/log/postgresql/*.csv"
-    """A file or a glob; rotation is followed."""
+    """A file or a glob; rotation is followed. "": no audit log (a managed database without
+    log files): pg_stat_statements, with `[database] dsn`, tells the reads per role."""
     format: Literal["auto", "csvlog", "jsonlog", "stderr"] = "auto"
     log_line_prefix: str = "%m [%p] %q%u@%d %r %a "
     """The server's log_line_prefix, for the stderr format."""

@@ -300,8 +300,18 @@ async def agent(
         log("error", "refused", detail=str(exc))
         await center.close()
         return 2
+    if not settings.audit_log.path and not database.sources:
+        log("error", "refused", detail="nothing to watch: set [audit_log] path (the pgaudit "
+            "trail) or [database] dsn (the database's own statistics), or both")  # fmt: skip
+        await center.close()
+        return 2
     store = CheckpointStore(state / CHECKPOINT)
-    tails = [_tail(settings, tables, store, log, engine, restore=True)]
+    # no audit log ([audit_log] path = ""): pg_stat_statements tells the reads
+    tails = (
+        [_tail(settings, tables, store, log, engine, restore=True)]
+        if settings.audit_log.path
+        else []
+    )
 
     def again() -> CheckpointedTail:  # a source restarted after a failure
         tails[-1].retire()
@@ -309,7 +319,8 @@ async def agent(
         del tails[:-1]
         return tails[-1]
 
-    live.attach(tails[0], make=again)
+    if tails:
+        live.attach(tails[0], make=again)
     for source, make in database.sources:
         live.attach(source, make=make)
     try:
@@ -318,7 +329,8 @@ async def agent(
         log("error", "refused", detail=str(exc))
         await center.close()
         return 2
-    log("info", "started", tables=", ".join(map(str, tables)), audit_log=settings.audit_log.path,
+    log("info", "started", tables=", ".join(map(str, tables)),
+        audit_log=settings.audit_log.path or "off",
         database=", ".join(s.name for s, _ in database.sources) or "off",
         sinks=", ".join(center.sinks), metrics=_url(servers.get("metrics"), "/metrics"),
         api=_url(servers.get("api"), API_PREFIX))  # fmt: skip
@@ -328,7 +340,8 @@ async def agent(
             group.create_task(live.run(), name="engine")
             group.create_task(_watch(live, log), name="log")
             group.create_task(_save_baselines(engine, settings, log, tails), name="baselines")
-            group.create_task(_flushing(tails), name="checkpoint")
+            if tails:
+                group.create_task(_flushing(tails), name="checkpoint")
             if hangups is not None and load is not None:
                 group.create_task(_reloading(settings, load, center, log, hangups), name="reload")
     except asyncio.CancelledError:

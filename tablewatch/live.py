@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from alerts.center import AlertCenter, wall_us
 from collectors.backends import signal_backend
 from collectors.pgstat import DatabaseLink
+from collectors.statement_events import statement_events
 from core.dbside import Observations
 from core.engine import Engine
 from core.events import AccessEvent
@@ -205,10 +206,15 @@ class LiveEngine:
 
     def observe(self, found: Observations) -> list[Finding]:
         """One poll of a database source into the engine (audit gaps judged as far as the
-        audit log has been read); the findings it raised."""
-        raised = self.engine.observe(found, found.taken_us or self.clock(), self._audit_until())
+        audit log has been read); the findings it raised. Without an audit log, the statements
+        pg_stat_statements counted are the access events (`collectors.statement_events`)."""
+        audited = any(not feed.polls_database for feed in self._feeds)
+        told = [] if audited else self.feed(statement_events(found.statements))  # raised there
+        raised = self.engine.observe(
+            found, found.taken_us or self.clock(), self._audit_until(), judge=audited
+        )
         self._raise(raised)
-        return raised
+        return told + raised
 
     def _audit_until(self) -> int:
         """How far the audit log has surely been read: now, while every audit source is caught

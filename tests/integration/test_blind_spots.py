@@ -71,7 +71,7 @@ Seen = Finding | ReaderView
 INTERVALS = {"poll": 1.0, "statements": 0.5, "activity": 0.25, "setup": 0.5}
 
 
-def _settings(tmp: Path, pg: PgCluster) -> Path:
+def _settings(tmp: Path, pg: PgCluster, audit_log: bool = True) -> Path:
     path = tmp / "settings.toml"
     path.write_text(
         f"""
@@ -91,7 +91,7 @@ activity_interval = "{INTERVALS["activity"]}s"
 setup_interval = "{INTERVALS["setup"]}s"
 
 [audit_log]
-path = "{pg.log_path("csvlog")}"
+path = "{pg.log_path("csvlog") if audit_log else ""}"
 format = "csvlog"
 start = "beginning"
 poll_interval = "100ms"
@@ -106,21 +106,22 @@ dir = "{tmp / "state"}"
 class Watch:
     """tablewatch's live engine over the cluster: the audit log and the database sources."""
 
-    def __init__(self, pg: PgCluster, tmp: Path) -> None:
-        settings = load_settings(_settings(tmp, pg), search=False)
+    def __init__(self, pg: PgCluster, tmp: Path, audit_log: bool = True) -> None:
+        settings = load_settings(_settings(tmp, pg, audit_log), search=False)
         tables = settings.watched_tables()
         self.pg = pg
         self.engine = Engine(EngineConfig.from_settings(settings, tables))
         self.live = LiveEngine(self.engine, None)
-        self.live.attach(
-            LogTail(
-                settings.audit_log.path,
-                EventBuilder(WatchedTables(tables), control=True),
-                fmt="csvlog",
-                start="beginning",
-                poll_interval=0.1,
+        if audit_log:
+            self.live.attach(
+                LogTail(
+                    settings.audit_log.path,
+                    EventBuilder(WatchedTables(tables), control=True),
+                    fmt="csvlog",
+                    start="beginning",
+                    poll_interval=0.1,
+                )
             )
-        )
         feeds = database_feeds(settings, tables)
         for source, make in feeds.sources:
             self.live.attach(source, make=make)
@@ -175,8 +176,8 @@ def _now_us() -> int:
 
 
 @contextlib.asynccontextmanager
-async def watching(pg: PgCluster, tmp: Path) -> AsyncIterator[Watch]:
-    watch = Watch(pg, tmp)
+async def watching(pg: PgCluster, tmp: Path, audit_log: bool = True) -> AsyncIterator[Watch]:
+    watch = Watch(pg, tmp, audit_log)
     task = asyncio.create_task(watch.live.run())
     try:
         deadline = time.monotonic() + 20
@@ -349,3 +350,32 @@ async def test_without_pg_monitor_the_sources_say_what_to_grant(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_without_an_audit_log_pg_stat_statements_tells_the_reads(
+    pg_factory: Callable[[dict[str, str]], PgCluster], tmp_path: Path
+) -> None:
+    # a managed database that gives no log file: `[audit_log] path = ""`
+    pg = pg_factory({"shared_preload_libraries": "pgaudit,pg_stat_statements"})
+    pg.psql(SETUP)
+    async with watching(pg, tmp_path, audit_log=False) as w:
+        since = _now_us()
+        started = time.monotonic()
+        lookups = "".join(f"SELECT name FROM crm.clients WHERE id = {k};" for k in range(1, 31))
+        await w.run(lookups, user="app", app="crm-web")
+        await w.run(f"COPY {TABLE} TO STDOUT", user="copier", app="exporter")
+
+        def bulk_by_copier(f: Seen) -> bool:
+            return f.principal.user == "copier" and _reason(f, Code.BULK_READ) is not None
+
+        found = await w.detected("COPY, from pg_stat_statements alone", started, since,
+                                 bulk_by_copier)  # fmt: skip
+        assert found.severity is Severity.CRITICAL
+        assert found.principal.client_addr == ""  # pg_stat_statements knows the role alone
+        views = {v.principal.user: v for v in (await w.live.snapshot()).readers}
+        assert views["copier"].rows_hour == ROWS
+        await asyncio.sleep(3 * INTERVALS["poll"])
+        views = {v.principal.user: v for v in (await w.live.snapshot()).readers}
+        assert views["app"].statements == 30 and views["app"].rows_hour == 30
+        assert w.engine.gap_tuples == {TABLE: 0}  # nothing to judge the statistics against
+        assert not [f for f in w.findings(since) if _reason(f, Code.AUDIT_GAP)]
