@@ -29,7 +29,8 @@ class TableReads:
     seq_tuples: int
     """Tuples those scans read (seq_tup_read)."""
     idx_tuples: int
-    """Tuples fetched through indexes (idx_tup_fetch)."""
+    """Tuples read through its indexes: index entries returned (idx_tup_read of its indexes:
+    index-only scans too), or heap tuples fetched (idx_tup_fetch) when more."""
     rows: int | None
     """The table's size (reltuples, else live tuples); None when unknown."""
 

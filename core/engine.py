@@ -22,8 +22,17 @@ from core.alarms import Alarms
 from core.baselines import LOOKUPS, Baselines, Habit
 from core.dbside import Backend, Observations, StatementReads, Tampered
 from core.events import AccessEvent, EventKind
-from core.findings import Finding, PrincipalKey, Reason, Severity
-from core.gaps import SLACK_US, AuditLedger, Gap, Suspect, attribute
+from core.findings import Code, Finding, PrincipalKey, Reason, Severity, band_score
+from core.gaps import (
+    SLACK_US,
+    AuditLedger,
+    Gap,
+    RoleGap,
+    Suspect,
+    attribute,
+    clock_text,
+    role_gaps,
+)
 from core.plans import NO_PLAN, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
@@ -110,6 +119,9 @@ class Engine:
         self.events = 0
         self.duplicates = 0
         self.now_us = 0
+        self.audit_now_us = 0
+        """The time of the latest audit record taken (`now_us` also moves with the database's
+        polls): how far the audit log has surely been read while its tail is behind."""
         self.findings_raised: dict[Severity, int] = dict.fromkeys(Severity, 0)
         self.reasons_raised: dict[tuple[Severity, str], int] = {}
         """Findings by (severity, reason code), each reason of a finding counted."""
@@ -120,6 +132,9 @@ class Engine:
         an audit gap to a COPY that ended between two polls of the statistics."""
         self._statements: deque[StatementReads] = deque(maxlen=_MAX_STATEMENTS_KEPT)
         """pg_stat_statements' latest counts per role (to attribute audit gaps)."""
+        self._statement_polls: deque[tuple[StatementReads, ...]] = deque(maxlen=1_000)
+        """Polls of pg_stat_statements waiting for the audit log to catch up with them, to be
+        held against each role's audit records (core.gaps.role_gaps)."""
         self._ledgers: dict[str, AuditLedger] = {}
         """Per watched table, the audited statements as credits against its statistics: kept
         from the first database observation on (a replay, without one, pays nothing for it)."""
@@ -172,6 +187,8 @@ class Engine:
             if event.time_us > latest:
                 latest = event.time_us
         self.now_us = latest
+        if latest > self.audit_now_us:
+            self.audit_now_us = latest
         self.events += len(batch)
         if latest // DAY_US != self._pruned_day:
             self._pruned_day = latest // DAY_US
@@ -197,6 +214,8 @@ class Engine:
         if session is not None and session[0] == e.statement_id:
             if session[1] == e.substatement_id and session[2] == name:
                 self.duplicates += 1  # the SESSION and OBJECT records of one statement
+                if self._ledgers and e.audit_type == "OBJECT":  # or a self-join: two scans
+                    self._ledgers[name].audited(e.time_us, e.user, 0, False, False)
                 return None
             if statement is None:
                 statement = session[3]  # <previously logged>
@@ -225,7 +244,7 @@ class Engine:
             size = table.rows
         lookup = 1 if plan.lookup and rows <= 100 else 0
         if self._ledgers:
-            self._ledgers[name].audited(t, e.user, rows, lookup == 1)
+            self._ledgers[name].audited(t, e.user, rows, lookup == 1, estimated)
         # a guess at a filtered read's size is kept apart: it may point at a slice read at an odd
         # hour or by a newcomer, never page on its own
         soft = 0
@@ -331,12 +350,16 @@ class Engine:
         backends reading now, changes to the audit set-up. The findings raised, in time order.
         `now_us`: when the database answered."""
         raised: list[Finding] = []
+        if now_us > self.now_us:
+            self.now_us = now_us  # before anything is held: a late change lapses from now
         if not self._ledgers:
             self._ledgers = {
                 str(t): AuditLedger(self.config.audit_gap_us, now_us) for t in self.config.tables
             }
         if obs.statements:
             self._statements.extend(obs.statements)
+            if judge:
+                self._statement_polls.append(obs.statements)
         if obs.backends is not None:
             raised.extend(self._see_backends(obs.backends, now_us))
         for reads in obs.table_reads:
@@ -351,35 +374,76 @@ class Engine:
             raised.extend(self._tampered(tampered))
         if judge:
             raised.extend(self.judge_gaps(audit_until_us))
-        if now_us > self.now_us:
-            self.now_us = now_us
         raised.sort(key=lambda f: f.time_us)
         return raised
 
     def judge_gaps(self, audit_until_us: int) -> list[Finding]:
-        """Judge the tables' statistics the audit log has caught up with (core.gaps)."""
+        """Judge the tables' statistics, and each role's statements, the audit log has caught
+        up with (core.gaps). A gap no statistics lay at a role is at most a warning (one
+        audited statement may scan the table several times: a correlated subquery); one laid
+        at an expected principal (the nightly backup) is noted, never raised."""
         raised: list[Finding] = []
         t = self.t
+        thresholds = {name: self._gap_threshold(name) for name in self._ledgers}
         for name, ledger in self._ledgers.items():
             size = self.table_rows(name)
-            threshold = max(t.gap_min, int(size * t.gap_warning)) if size else t.gap_unsized
-            for gap in ledger.judge(audit_until_us, size, threshold):
+            for gap in ledger.judge(audit_until_us, size, thresholds[name]):
                 self.gap_tuples[name] += gap.tuples_unaudited
                 suspect = attribute(gap, self._statements, self._recent.values(), ledger)
                 reason = audit_gap(t, gap.tuples_unaudited, gap.size, _gap_detail(gap, suspect))
                 if reason is None:
                     continue
+                if suspect is None and reason.severity > Severity.WARNING:
+                    reason = Reason(reason.code, Severity.WARNING, band_score(Severity.WARNING,
+                                    1.0), reason.detail)  # fmt: skip
                 who = suspect or Suspect(UNKNOWN_USER, "", "", "")
-                finding = self._hold_at(
-                    (who.user, who.client_addr, who.application_name, name), reason, gap.until_us
-                )
-                if finding is not None:
-                    raised.append(finding)
+                key = (who.user, who.client_addr, who.application_name, name)
+                raised.extend(self._gap_at(key, reason, gap.until_us))
+        polls = self._statement_polls
+        while polls and max(s.until_us for s in polls[0]) + SLACK_US <= audit_until_us:
+            statements = polls.popleft()
+            for name, ledger in self._ledgers.items():
+                for role in role_gaps(name, statements, ledger, thresholds[name]):
+                    raised.extend(self._role_gap(role))
         return raised
+
+    def _gap_threshold(self, table: str) -> int:
+        size, t = self.table_rows(table), self.t
+        return max(t.gap_min, int(size * t.gap_warning)) if size else t.gap_unsized
+
+    def _role_gap(self, gap: RoleGap) -> list[Finding]:
+        """A role's statements read more of the table than its audit records say."""
+        size = self.table_rows(gap.table)
+        reason = audit_gap(self.t, gap.rows_unaudited, size, gap.evidence)
+        if reason is None:
+            return []
+        client, app = self._backend_of(gap.user)
+        key = (gap.user, client, app, gap.table)
+        raised = self._gap_at(key, reason, gap.until_us)
+        r = self._readers.get(key)
+        if r is not None:  # what it read shows in its rows (exact: pg_stat_statements counted)
+            now = max(gap.until_us, self.now_us)
+            r.window.add(now, gap.rows_unaudited, 0, 0, 0, 0)
+            if r.day is None:
+                r.day = Window(DAY_US, HOUR_US)
+            r.day.add(now, gap.rows_unaudited, 0, 0, 0, 0)
+        return raised
+
+    def _gap_at(self, key: tuple[str, str, str, str], reason: Reason, t: int) -> list[Finding]:
+        finding = self._hold_at(key, reason, t)
+        return [finding] if finding is not None else []
+
+    def _backend_of(self, user: str) -> tuple[str, str]:
+        """The client address and application of the user's latest backend seen, if any."""
+        mine = [(seen, b) for b, seen in self._recent.values() if b.user == user]
+        if not mine:
+            return "", ""
+        backend = max(mine, key=lambda sb: sb[0])[1]
+        return backend.client_addr or "[local]", backend.application_name
 
     def gaps_waiting(self) -> int:
         """Windows of statistics waiting for the audit log to catch up (or dropped)."""
-        return sum(ledger.waiting for ledger in self._ledgers.values())
+        return sum(ledger.waiting for ledger in self._ledgers.values()) + len(self._statement_polls)
 
     def _see_backends(self, backends: tuple[Backend, ...], now_us: int) -> list[Finding]:
         """The backends reading a watched table now: each its principal's reader (made live, so
@@ -413,10 +477,7 @@ class Engine:
         or by UNKNOWN_USER."""
         user, client, app = change.user, change.client_addr, change.application_name
         if user and not client and not app:
-            mine = [(seen, b) for b, seen in self._recent.values() if b.user == user]
-            if mine:
-                backend = max(mine, key=lambda sb: sb[0])[1]
-                client, app = backend.client_addr or "[local]", backend.application_name
+            client, app = self._backend_of(user)
         reason = tamper(change.detail, change.severity)
         out: list[Finding] = []
         for table in change.tables or tuple(self.gap_tuples):
@@ -429,11 +490,18 @@ class Engine:
         return out
 
     def _hold_at(self, key: tuple[str, str, str, str], reason: Reason, t: int) -> Finding | None:
-        """Hold a reason found on the database side on the principal's reader of the table."""
+        """Hold a reason found on the database side on the principal's reader of the table:
+        stamped `t` (when it happened), held for the quiet period from now at the earliest (a
+        restart seen after a long outage, a gap judged late, must not lapse as it is raised)."""
         r = self._reader(_principal(key, t), key[3], t)
-        if t >= r.next_expiry:
-            self._alarms.lapse(r, t)
+        now = max(t, self.now_us)
+        if now >= r.next_expiry:
+            self._alarms.lapse(r, now)
         r.last_us = max(r.last_us, t)
+        if reason.code == Code.AUDIT_GAP and r.expected_note is not None:
+            # the nightly backup's COPY, unaudited with log_rows on: noted with its note
+            reason = Reason(reason.code, Severity.INFO, band_score(Severity.INFO, 1.0),
+                            f"{reason.detail} (expected: {r.expected_note})")  # fmt: skip
         held = r.active.get(reason.code)
         if held is not None and held[0].detail != reason.detail:
             # one reason of a kind per reader: the new one joins what it holds, never weakens it
@@ -442,7 +510,7 @@ class Engine:
             top = reason if reason.severity >= old.severity else old
             detail = _clip(f"{reason.detail}; before: {old.detail}", _MERGED_DETAIL)
             reason = Reason(reason.code, top.severity, max(reason.score, old.score), detail)
-        self._alarms.hold(r, reason, t)
+        self._alarms.hold(r, reason, now)
         return self._settle(r, t)
 
     def _reader(self, e: AccessEvent, table: str, t: int) -> Reader:
@@ -667,7 +735,7 @@ def _principal(key: tuple[str, str, str, str], t: int) -> AccessEvent:
 
 def _gap_detail(gap: Gap, suspect: Suspect | None) -> str:
     """The audit gap in words, with the numbers a human can check against the database."""
-    when = f"{_clock(gap.since_us)}-{_clock(gap.until_us)} UTC"
+    when = f"{clock_text(gap.since_us)}-{clock_text(gap.until_us)} UTC"
     scans = f"{gap.seq_scans:,} sequential scan(s)" if gap.seq_scans else "index fetches"
     share = f" ({gap.tuples_unaudited / gap.size:.0%} of the table)" if gap.size else ""
     text = (
@@ -682,11 +750,6 @@ def _gap_detail(gap: Gap, suspect: Suspect | None) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _clock(time_us: int) -> str:
-    seconds = time_us // 1_000_000 % 86_400
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.dbside import Backend, StatementReads, TableReads
+from core.redact import redact
 
 SLACK_US = 1_000_000
 """A window is judged once the audit trail has been read this far past its end: a record reaches
@@ -43,6 +44,8 @@ SEQ_MARGIN = 1.1
 SEQ_EXTRA = 100
 LOOKUP_CREDIT = 100
 """Tuples a key lookup may fetch through an index beyond twice the rows it returned."""
+_KEEP_SECONDS = 120
+"""Seconds of credits kept beyond the gap window (for windows still to be judged)."""
 MAX_PENDING = 1_000
 """Windows waiting for the audit trail to catch up; older ones are dropped (counted)."""
 _SECOND = 1_000_000
@@ -75,7 +78,7 @@ class Gap:
 class _Second:
     """The audited statements of one second of log time."""
 
-    __slots__ = ("second", "wide", "lookups", "lookup_credit", "rows_by_user")
+    __slots__ = ("second", "wide", "lookups", "lookup_credit", "rows_by_user", "guessed")
 
     def __init__(self, second: int) -> None:
         self.second = second
@@ -85,6 +88,9 @@ class _Second:
         self.lookup_credit = 0
         """Index fetches the key lookups may account for (LOOKUP_CREDIT + twice their rows)."""
         self.rows_by_user: dict[str, int] = {}
+        self.guessed: set[str] | None = None
+        """Users some of whose rows here were estimated (pgaudit.log_rows off): their rows
+        cannot be held against pg_stat_statements' exact counts."""
 
 
 class AuditLedger:
@@ -97,10 +103,15 @@ class AuditLedger:
         """Audited statements are counted from then: an earlier window is not judged."""
         self._seconds: deque[_Second] = deque()
         self._pending: deque[TableReads] = deque()
+        self._lookups_seen = 0
+        self._fetches_seen = 0
+        """Key lookups judged, and index fetches counted, so far: whether this table's lookups
+        go through an index (then none of them stands for a sequential scan, whatever the
+        moment each backend's statistics happen to be flushed at)."""
         self.dropped = 0
         """Windows never judged because the audit trail did not catch up in time."""
 
-    def audited(self, t: int, user: str, rows: int, lookup: bool) -> None:
+    def audited(self, t: int, user: str, rows: int, lookup: bool, estimated: bool) -> None:
         """An audited statement on the table (called for each, in log-time order)."""
         second = t // _SECOND
         seconds = self._seconds
@@ -109,6 +120,14 @@ class AuditLedger:
         else:
             bucket = _Second(second)
             seconds.append(bucket)
+            # bounded even while no statistics come to spend the credits (the database away)
+            oldest = second - self.credit_us // _SECOND - _KEEP_SECONDS
+            while seconds[0].second < oldest:
+                seconds.popleft()
+        if estimated:
+            if bucket.guessed is None:
+                bucket.guessed = set()
+            bucket.guessed.add(user)
         if lookup:
             bucket.lookups += 1
             bucket.lookup_credit += LOOKUP_CREDIT + 2 * rows
@@ -169,7 +188,10 @@ class AuditLedger:
         index_by_wide = min(fetched, wide_left * whole) if size else (fetched if wide_left else 0)
         index_left = fetched - index_by_wide
         indexed_lookups = min(lookups, index_left)
-        by_lookups = min(scans - by_wide, lookups - indexed_lookups)
+        self._lookups_seen += lookups
+        self._fetches_seen += fetched
+        unindexed = self._fetches_seen * 2 < self._lookups_seen  # most lookups fetch nothing
+        by_lookups = min(scans - by_wide, lookups - indexed_lookups) if unindexed else 0
         scans_left = scans - by_wide - by_lookups
         per_scan = seq / scans if scans else 0.0
         seq_unaudited = round(scans_left * per_scan)
@@ -205,6 +227,15 @@ class AuditLedger:
         """Rows the audit log gave `user` on the table between the two times (as still kept)."""
         first, last = since_us // _SECOND, until_us // _SECOND
         return sum(b.rows_by_user.get(user, 0) for b in self._seconds if first <= b.second <= last)
+
+    def guessed(self, user: str, since_us: int, until_us: int) -> bool:
+        """Whether some of `user`'s audited rows between the two times were estimates."""
+        first, last = since_us // _SECOND, until_us // _SECOND
+        return any(
+            b.guessed is not None and user in b.guessed
+            for b in self._seconds
+            if first <= b.second <= last
+        )
 
     def audited_users(self, since_us: int, until_us: int) -> set[str]:
         """The users with audited statements on the table between the two times."""
@@ -287,6 +318,64 @@ def attribute(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RoleGap:
+    """A role's own statistics (pg_stat_statements) show more rows of the table than its
+    audit records: reads the audit log missed, laid at the role directly."""
+
+    user: str
+    table: str
+    since_us: int
+    until_us: int
+    rows: int
+    """Rows pg_stat_statements counted for the role's statements on the table."""
+    audited: int
+    """Rows its audit records gave it over the same time."""
+    evidence: str
+
+    @property
+    def rows_unaudited(self) -> int:
+        return self.rows - self.audited
+
+
+def role_gaps(
+    table: str, statements: Iterable[StatementReads], ledger: AuditLedger, threshold: int
+) -> list[RoleGap]:
+    """Per role, one poll of pg_stat_statements held against its audit records on the table
+    (logged rows only: an estimate cannot be held against an exact count). Immune to the
+    credits of other statements: a COPY is its role's own rows, whoever else read the table."""
+    by_user: dict[str, list[StatementReads]] = {}
+    for s in statements:
+        if table in s.tables:
+            by_user.setdefault(s.user, []).append(s)
+    out: list[RoleGap] = []
+    for user, found in by_user.items():
+        lo = min(s.since_us for s in found) - SLACK_US
+        hi = max(s.until_us for s in found) + SLACK_US
+        rows = sum(s.rows for s in found)
+        if ledger.guessed(user, lo, hi):
+            continue
+        audited = ledger.audited_rows(user, lo, hi)
+        if rows - audited < threshold:
+            continue
+        top = max(found, key=lambda s: s.rows)
+        calls = sum(s.calls for s in found)
+        evidence = (
+            f"pg_stat_statements counts {rows:,} rows for {user} on the table at "
+            f"{clock_text(lo + SLACK_US)}-{clock_text(hi - SLACK_US)} UTC ({calls:,} call(s); "
+            f"most by: {_clip(top.query)}), its audit records {audited:,}: "
+            f"{rows - audited:,} read unaudited"
+        )
+        out.append(RoleGap(user, table, lo + SLACK_US, hi - SLACK_US, rows, audited, evidence))
+    return out
+
+
+def clock_text(time_us: int) -> str:
+    """HH:MM:SS (UTC) of a time in microseconds."""
+    seconds = time_us // 1_000_000 % 86_400
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def _suspect(
     user: str,
     evidence: str,
@@ -304,5 +393,7 @@ def _suspect(
 
 
 def _clip(text: str, limit: int = 120) -> str:
-    flat = " ".join(text.split())
+    """A statement as evidence: literals masked (a COPY's WHERE may hold a customer's email;
+    the text goes to pagers), on one line, bounded."""
+    flat = " ".join(redact(text[:4096]).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

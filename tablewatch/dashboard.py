@@ -24,11 +24,11 @@ from collectors.tail import LogTail
 from core.baselines import Baselines, StateError
 from core.engine import Engine, EngineConfig
 from core.safetext import safe
-from core.settings import AlertsSettings, ExpectedPrincipal, Settings
+from core.settings import AlertsSettings, Settings
 from core.tables import TableName, WatchedTables
 from core.windows import HOUR_US
 from tablewatch.alerting import ALERTS_FILE, AlertingError, alert_center
-from tablewatch.dbsources import database_feeds
+from tablewatch.dbsources import DatabaseFeeds, database_feeds
 from tablewatch.live import LiveEngine
 from tablewatch.trail import OperatorTrail, TrailError
 from tui.app import DashboardApp
@@ -104,10 +104,17 @@ def run_dashboard(settings: Settings, tables: list[TableName], err: TextIO = sys
         print(f"tablewatch dashboard: {exc}", file=err)
         return 2
     pattern, start = settings.audit_log.path, settings.audit_log.start
-    live.attach(
-        _tail(pattern, tables, settings, start),
-        make=lambda: _tail(pattern, tables, settings, "end"),
-    )
+    if not pattern and not database.sources:
+        print(
+            "tablewatch dashboard: nothing to watch: set [audit_log] path or [database] dsn",
+            file=err,
+        )
+        return 2
+    if pattern:  # "": no audit log, pg_stat_statements tells the reads
+        live.attach(
+            _tail(pattern, tables, settings, start),
+            make=lambda: _tail(pattern, tables, settings, "end"),
+        )
     for source, make in database.sources:
         live.attach(source, make=make)
     app = DashboardApp(live, operator=operator_name())
@@ -139,6 +146,11 @@ def run_remote_dashboard(settings: Settings, agents: list[str], err: TextIO = sy
 
 
 DEMO_LEGEND = "demo: an intruder in ~10 s, critical by ~30 s: select it (↑) and press a"
+PG_DEMO_LEGEND = (
+    "demo: an intruder in ~10 s, critical by ~30 s (↑, a pages); at ~40 s an unaudited COPY: "
+    "▶ while it runs (c cancels it), then audit_gap"
+)
+"""`demo --postgres` adds the export the audit log never sees, caught by the database sources."""
 
 
 def run_demo(*, postgres: bool = False, err: TextIO = sys.stderr) -> int:
@@ -149,10 +161,15 @@ def run_demo(*, postgres: bool = False, err: TextIO = sys.stderr) -> int:
             return _demo_postgres(folder, err)
         workload = DemoWorkload(folder / "log")
         workload.write_history()
-        return _demo(folder, workload.log_path, DEMO_TABLE, DEMO_EXPECTED, workload.run, err)
+        config = EngineConfig(
+            tables=(DEMO_TABLE,), expected=DEMO_EXPECTED, learning_period_us=HOUR_US
+        )
+        return _demo(folder, workload.log_path, config, workload.run, err)
 
 
 def _demo_postgres(folder: Path, err: TextIO) -> int:
+    """The demo on a throwaway cluster: its audit log tailed, and the four database sources
+    polling it as the monitoring role (short intervals), whose link `c` signals through."""
     from tablewatch.pgdemo import PgDemo, PgDemoUnavailable
 
     demo = PgDemo()
@@ -167,36 +184,60 @@ def _demo_postgres(folder: Path, err: TextIO) -> int:
         demo.stop()
         return 1
     with demo:
-        return _demo(folder, demo.csvlog, demo.table, demo.expected, demo.traffic, err)
+        settings = demo.settings()
+        config = EngineConfig.from_settings(settings)
+        database = database_feeds(settings, config.tables)
+        return _demo(
+            folder, demo.csvlog, config, demo.traffic, err, database=database, legend=PG_DEMO_LEGEND
+        )
 
 
-def _demo(
-    folder: Path,
-    log: Path,
-    table: TableName,
-    expected: tuple[ExpectedPrincipal, ...],
-    traffic: Callable[[], Awaitable[None]],
-    err: TextIO,
-) -> int:
-    state = folder / "state"
-    config = EngineConfig(tables=(table,), expected=expected, learning_period_us=HOUR_US)
-    try:  # the local sink only: nobody is paged
-        center = alert_center(AlertsSettings(), state)
-    except AlertingError as exc:
-        print(f"tablewatch demo: {exc}", file=err)
-        return 2
-    live = LiveEngine(Engine(config), center, trail=OperatorTrail(state))
+def demo_engine(
+    state: Path, log: Path, config: EngineConfig, database: DatabaseFeeds | None = None
+) -> LiveEngine:
+    """The demo's live engine: the csvlog `log` tailed from its beginning, the database
+    sources when given (and their link for `c`), the local sink only (nobody is paged), its
+    trail and alerts in `state`.
+
+    Raises:
+        AlertingError: the local sink cannot be set up in `state`.
+    """
+    center = alert_center(AlertsSettings(), state)
+    signals = database.signals if database is not None else None
+    live = LiveEngine(Engine(config), center, trail=OperatorTrail(state), database=signals)
     tail = LogTail(
         str(log),
-        EventBuilder(WatchedTables([table]), control=True),
+        EventBuilder(WatchedTables(list(config.tables)), control=True),
         fmt="csvlog",
         start="beginning",
         poll_interval=0.2,
         idle_flush=0.3,
     )
     live.attach(tail)
-    app = DashboardApp(live, operator=operator_name(), legend=DEMO_LEGEND)
-    asyncio.run(_serve(app, live.run(), traffic(), closing=center.close))
+    for source, make in database.sources if database is not None else ():
+        live.attach(source, make=make)
+    return live
+
+
+def _demo(
+    folder: Path,
+    log: Path,
+    config: EngineConfig,
+    traffic: Callable[[], Awaitable[None]],
+    err: TextIO,
+    *,
+    database: DatabaseFeeds | None = None,
+    legend: str = DEMO_LEGEND,
+) -> int:
+    state = folder / "state"
+    try:
+        live = demo_engine(state, log, config, database)
+    except AlertingError as exc:
+        print(f"tablewatch demo: {exc}", file=err)
+        return 2
+    closing = live.alerts.close if live.alerts is not None else None
+    app = DashboardApp(live, operator=operator_name(), legend=legend)
+    asyncio.run(_serve(app, live.run(), traffic(), closing=closing))
     _tell_alerts(state / ALERTS_FILE, err)
     return 0
 

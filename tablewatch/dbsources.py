@@ -26,6 +26,7 @@ class DatabaseFeeds:
     the connection used to cancel or terminate a reader's backend."""
 
     sources: tuple[tuple[DatabaseSource, Callable[[], DatabaseSource]], ...]
+    """Each source with what resumes it after a failure (the same source: its state kept)."""
     signals: DatabaseLink | None
 
 
@@ -59,4 +60,11 @@ def database_feeds(settings: Settings, tables: Sequence[TableName]) -> DatabaseF
             link("audit set-up"), watched, role, db.setup_interval.total_seconds()
         ),
     ]
-    return DatabaseFeeds(tuple((make(), make) for make in makers), link("signals"))
+    sources = [make() for make in makers]
+    # a source that failed is resumed as it is, never rebuilt: its last counts and set-up are
+    # the baseline of its next poll (a fresh one would take what changed meanwhile as given)
+    return DatabaseFeeds(tuple((s, _same(s)) for s in sources), link("signals"))
+
+
+def _same(source: DatabaseSource) -> Callable[[], DatabaseSource]:
+    return lambda: source

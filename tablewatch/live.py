@@ -65,6 +65,8 @@ class _Feed:
         self.make = make
         self.error = ""
         self.failures = 0
+        self.polled_us = 0
+        """A database source: the server's time of its latest poll."""
 
     @property
     def polls_database(self) -> bool:
@@ -172,6 +174,7 @@ class LiveEngine:
                 if isinstance(source, DatabaseSource):
                     async for found in source.observations():
                         feed.error = ""
+                        feed.polled_us = found.taken_us
                         self.observe(found)
                 else:
                     async for batch in source.batches():
@@ -210,22 +213,27 @@ class LiveEngine:
         pg_stat_statements counted are the access events (`collectors.statement_events`)."""
         audited = any(not feed.polls_database for feed in self._feeds)
         told = [] if audited else self.feed(statement_events(found.statements))  # raised there
-        raised = self.engine.observe(
-            found, found.taken_us or self.clock(), self._audit_until(), judge=audited
-        )
+        now = found.taken_us or self.clock()
+        raised = self.engine.observe(found, now, self._judge_until(now), judge=audited)
         self._raise(raised)
         return told + raised
 
-    def _audit_until(self) -> int:
-        """How far the audit log has surely been read: now, while every audit source is caught
-        up; else the time of the latest record the engine has taken."""
+    def _judge_until(self, now_us: int) -> int:
+        """Up to when (the server's clock) the database's counts can be judged against the
+        audit log: `now_us` (this poll's time) while every audit source is caught up, else the
+        time of the latest audit record taken (never the database's time: a tail behind would
+        make every read a gap); and no later than pg_stat_statements' latest poll while it
+        answers, so that a gap waits for the counts that name its reader."""
+        until = now_us
         for feed in self._feeds:
             if feed.polls_database:
+                if feed.source.name == "pg_stat_statements" and feed.health().state == "ok":
+                    until = min(until, feed.polled_us)
                 continue
             health = feed.health()
             if health.state != "ok" or health.bytes_behind > 0:
-                return self.engine.now_us
-        return max(self.clock(), self.engine.now_us)
+                until = min(until, self.engine.audit_now_us)
+        return until
 
     def _raise(self, found: list[Finding]) -> None:
         """Findings to the alert rules."""

@@ -2,8 +2,11 @@
 
 A cluster of our own (tablewatch.pgcluster) with object audit of `crm.client_list` through the
 role `auditor`, `pgaudit.log_rows = on` and parameters logged, so the csvlog it writes is exactly
-what a production server would write. Over asyncpg (extended protocol, as real drivers speak),
-all from 127.0.0.1, so the principals differ by user and application_name:
+what a production server would write; pg_stat_statements is loaded too, and the monitoring role
+`tablewatch` (pg_monitor, pg_signal_backend) lets the database sources poll the server's own
+statistics (`settings()`, `dsn`) and the dashboard's `c` cancel a backend. Over asyncpg (extended
+protocol, as real drivers speak), all from 127.0.0.1, so the principals differ by user and
+application_name:
 
 - crm_app / crm-api: key lookups by random id, a few per second;
 - reporting / metabase: `SELECT city, count(*) ... GROUP BY city` now and then;
@@ -12,7 +15,20 @@ all from 127.0.0.1, so the principals differ by user and application_name:
   pg_dump's COPY is not audited at all when log_rows is on, see DESIGN.md);
 - the exfiltration, as crm_app from a desktop client (DBeaver 23.1): consecutive ids enumerated
   from ENUMERATE_AT, LIMIT/OFFSET pages from WALK_AT, `SELECT *` of the whole table at DUMP_AT
-  (seconds after `traffic()` starts, divided by `speed`). The dump pages: critical, bulk_read.
+  (seconds after `traffic()` starts, divided by `speed`). The dump pages: critical, bulk_read;
+- a slow bulk export the audit log never sees, as bi_export with DataGrip 2024.1, on the
+  database host itself (the Unix socket: client `[local]`): at COPY_AT, `COPY crm.client_list
+  TO STDOUT` as CSV, read by a client that takes EXPORT_SECONDS over it. With
+  `pgaudit.log_rows = on` no audit record is written for a COPY of a table (the query form,
+  `COPY (SELECT ...) TO`, runs through the executor and is audited: no gap). pg_stat_activity
+  shows it while it runs (a live `copy` reader, ▶, which `c` can cancel), and once it ends the
+  database's own statistics (pg_stat_statements: bi_export's rows on the table, none of them
+  audited) make it an `audit_gap` (critical) laid at bi_export. A cancel or a terminate from
+  the dashboard ends the export only; the other actors go on.
+
+  Why the Unix socket: its buffers are fixed (some 200 kB), so the server is still sending,
+  `active` in pg_stat_activity, until the slow client has nearly all of it, as over a slow
+  network. Over loopback TCP the kernel buffers megabytes and the server would be done at once.
 """
 
 from __future__ import annotations
@@ -21,16 +37,36 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from core.settings import ExpectedPrincipal
+from core.settings import (
+    DatabaseSettings,
+    DetectionSettings,
+    ExpectedPrincipal,
+    Settings,
+    WatchedTable,
+)
 from core.tables import TableName
 from tablewatch.pgcluster import BIN_DIR, PgCluster, available, quote_literal
 
-__all__ = ["ATTACKER_APP", "DUMP_AT", "ENUMERATE_AT", "WALK_AT", "PgDemo", "PgDemoUnavailable"]
+__all__ = [
+    "ATTACKER_APP",
+    "COPY_AT",
+    "DUMP_AT",
+    "ENUMERATE_AT",
+    "EXPORT_APP",
+    "EXPORT_SECONDS",
+    "EXPORT_USER",
+    "MONITOR",
+    "POLL_SECONDS",
+    "WALK_AT",
+    "PgDemo",
+    "PgDemoUnavailable",
+]
 
 ENUMERATE_AT = 8.0
 """Seconds (at speed 1) after `traffic()` starts when the attacker starts enumerating ids."""
@@ -41,9 +77,30 @@ DUMP_AT = 30.0
 WALK_PAGES = 15
 """Pages of 1% of the table: a walk over 15% is a warning, below the walk's critical 30%."""
 ATTACKER_APP = "DBeaver 23.1"
+COPY_AT = 40.0
+"""... when bi_export starts its slow COPY of the whole table (not audited: an audit gap)."""
+EXPORT_SECONDS = 15.0
+"""How long the export takes (at speed 1): long enough to be seen live, and cancelled."""
+ROW_BYTES = 98
+"""About what a row of crm.client_list takes in the export (to pace its reader)."""
+EXPORT_USER = "bi_export"
+EXPORT_APP = "DataGrip 2024.1"
+MONITOR = "tablewatch"
+"""The monitoring role of the database sources: pg_monitor, and pg_signal_backend for `c`."""
+POLL_SECONDS = {
+    "poll_interval": 2.0,
+    "statements_interval": 2.0,
+    "activity_interval": 1.0,
+    "setup_interval": 5.0,
+}
+"""The database sources' intervals at speed 1 (`[database]` keys): short, for a demo."""
 
 DBNAME = "crm"
-SETTINGS = {"pgaudit.log_rows": "on", "pgaudit.log_parameter": "on"}
+SETTINGS = {
+    "shared_preload_libraries": "pgaudit,pg_stat_statements",
+    "pgaudit.log_rows": "on",
+    "pgaudit.log_parameter": "on",
+}
 CITIES = (
     "Amsterdam Berlin Boston Chicago Dublin Lisbon London Lyon Madrid Milan Montreal Oslo Paris "
     "Prague Seattle Sydney Tokyo Toronto Vienna Warsaw"
@@ -52,6 +109,7 @@ FIRST = "Ada Alan Anna Ben Carla David Elena Frank Grace Hugo Ines Jon Karen Leo
 LAST = "Smith Jones Garcia Muller Rossi Dubois Silva Novak Tanaka Brown Costa Weber Jensen".split()
 SETUP = """
 SELECT setseed({seed});
+CREATE EXTENSION pg_stat_statements;
 CREATE SCHEMA crm;
 CREATE TABLE crm.client_list (
   id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, phone text NOT NULL,
@@ -72,8 +130,11 @@ CREATE ROLE crm_app LOGIN;
 CREATE ROLE reporting LOGIN;
 CREATE ROLE analyst LOGIN;
 CREATE ROLE backup LOGIN;
-GRANT USAGE ON SCHEMA crm TO crm_app, reporting, analyst, backup;
-GRANT SELECT ON crm.client_list TO crm_app, reporting, analyst, backup;
+CREATE ROLE bi_export LOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_app, reporting, analyst, backup, bi_export;
+GRANT SELECT ON crm.client_list TO crm_app, reporting, analyst, backup, bi_export;
+CREATE ROLE tablewatch LOGIN;
+GRANT pg_monitor, pg_signal_backend TO tablewatch;
 """
 LOOKUP = "SELECT id, name, email, phone, city FROM crm.client_list WHERE id = $1"
 REPORT = "SELECT city, count(*) FROM crm.client_list GROUP BY city"
@@ -160,6 +221,27 @@ class PgDemo:
         return self._started()[1]
 
     @property
+    def dsn(self) -> str:
+        """The monitoring role's DSN (MONITOR on the demo's database; no password: trust)."""
+        return self.cluster.dsn(MONITOR, DBNAME)
+
+    def settings(self) -> Settings:
+        """Settings for the demo: its table and expected backup, habits learned for an hour (no
+        one is first-seen), and `[database]` with the monitoring role's DSN and POLL_SECONDS
+        divided by `speed` (for `EngineConfig.from_settings` and `database_feeds`).
+
+        Built from these values only: neither a settings file nor TABLEWATCH_* variables reach
+        the demo (its sections are validated models; nothing else is read).
+        """
+        intervals = {key: timedelta(seconds=s / self.speed) for key, s in POLL_SECONDS.items()}
+        return Settings.model_construct(
+            tables=[WatchedTable(name=str(self.table), rows=self.rows)],
+            expected=list(self.expected),
+            detection=DetectionSettings(learning_period=timedelta(hours=1)),
+            database=DatabaseSettings(dsn=self.dsn, **intervals),
+        )
+
+    @property
     def cluster(self) -> PgCluster:
         """The running cluster (its port, `psql()`, `wait_for_log()`)."""
         return self._started()[0]
@@ -202,6 +284,7 @@ class PgDemo:
             self._analyst(cluster, random.Random(self.seed * 10 + 3), clock),
             self._backup(cluster, clock),
             self._attacker(cluster, random.Random(self.seed * 10 + 4), clock),
+            self._exporter(cluster, clock),
         ]
         try:
             async with asyncio.TaskGroup() as group:
@@ -253,6 +336,25 @@ class PgDemo:
             await clock.until(DUMP_AT)
             await conn.fetch(WHOLE)
 
+    async def _exporter(self, pg: PgCluster, clock: _Clock) -> None:
+        await clock.until(COPY_AT)
+        rate = self.rows * ROW_BYTES * self.speed / EXPORT_SECONDS
+
+        async def slowly(chunk: bytes) -> None:  # asyncpg reads no more until this returns
+            await asyncio.sleep(len(chunk) / rate)
+
+        async with _session(pg, EXPORT_USER, EXPORT_APP, local=True) as conn:
+            try:
+                await conn.copy_from_table(
+                    "client_list", schema_name="crm", output=slowly, format="csv", header=True
+                )
+            except (
+                asyncpg.QueryCanceledError,  # `c` in the dashboard: pg_cancel_backend
+                asyncpg.AdminShutdownError,  # `t`: pg_terminate_backend
+                asyncpg.ConnectionDoesNotExistError,
+            ):
+                pass  # the export is over; the other actors go on
+
 
 class _Clock:
     """The demo's time: seconds since the traffic started, `speed` times faster than real."""
@@ -269,10 +371,16 @@ class _Clock:
 
 
 @contextlib.asynccontextmanager
-async def _session(pg: PgCluster, user: str, app: str) -> AsyncIterator[Any]:
-    """An asyncpg connection as `user` with `app` as application_name; closed on the way out,
-    cancellation included (a connection left open would warn when collected)."""
-    conn = await asyncpg.connect(pg.dsn(user, DBNAME), server_settings={"application_name": app})
+async def _session(pg: PgCluster, user: str, app: str, local: bool = False) -> AsyncIterator[Any]:
+    """An asyncpg connection as `user` with `app` as application_name, over TCP from 127.0.0.1
+    (`local`: the Unix socket); closed on the way out, cancellation included (a connection left
+    open would warn when collected)."""
+    where = (
+        {"host": str(pg.socket_dir), "port": pg.port, "user": user, "database": DBNAME}
+        if local
+        else {"dsn": pg.dsn(user, DBNAME)}
+    )
+    conn = await asyncpg.connect(**where, server_settings={"application_name": app})
     try:
         yield conn
     finally:

@@ -47,7 +47,12 @@ def header(
     if snapshot is not None:
         if snapshot.sources:  # trouble first: at 80 columns the line is cut at the right
             trouble = sorted(snapshot.sources, key=lambda s: _URGENCY.get(s.state, 1))
-            second += [source(s, snapshot.taken_us) for s in trouble]
+            well = [s for s in trouble if s.state == "ok"]
+            second += [source(s, snapshot.taken_us) for s in trouble if s.state != "ok"]
+            if well:  # the first (the audit log) in full, the others that are well counted
+                second.append(source(well[0], snapshot.taken_us))
+                if len(well) > 1:
+                    second.append(t.label(f"+{len(well) - 1} ok", t.OK))
         else:
             second.append(t.label("no sources", t.DIM))
     if legend:

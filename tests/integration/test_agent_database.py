@@ -162,11 +162,15 @@ async def test_a_restart_under_the_agent_then_a_copy_the_audit_log_misses(
             return found["tablewatch_unaudited_tuples_total{table=crm.client_list}"]
 
         assert await _until(gap, "the COPY as an audit gap") == ROWS
-        async with http.get(f"http://127.0.0.1:{api}/api/v1/snapshot") as answer:
-            snap = await answer.json()
-        copier = next(r for r in snap["readers"] if r["user"] == "copier")
-        assert copier["severity"] == "critical"
-        assert [r["code"] for r in copier["reasons"]][0] == "audit_gap"
+
+        async def copier() -> dict[str, Any] | None:
+            async with http.get(f"http://127.0.0.1:{api}/api/v1/snapshot") as answer:
+                snap = await answer.json()
+            return next((r for r in snap["readers"] if r["user"] == "copier"), None)
+
+        reader = await _until(copier, "the gap laid at copier")
+        assert reader["severity"] == "critical"
+        assert [r["code"] for r in reader["reasons"]][0] == "audit_gap"
 
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 15) == 0
