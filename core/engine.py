@@ -132,6 +132,13 @@ class Engine:
         an audit gap to a COPY that ended between two polls of the statistics."""
         self._statements: deque[StatementReads] = deque(maxlen=_MAX_STATEMENTS_KEPT)
         """pg_stat_statements' latest counts per role (to attribute audit gaps)."""
+        self._role_rows: dict[str, deque[list[Any]]] = {}
+        """Per table, the roles' gaps lately: [user, client, application, time, rows not yet
+        matched to a gap of the table's counters]."""
+        self._blamed: dict[str, deque[list[Any]]] = {}
+        """Per table, its counters' gaps laid at a role lately: [user, time, tuples not yet
+        matched to that role's own gap]. Each read is matched once, whichever is judged
+        first: never laid twice, never laid at an earlier reader."""
         self._statement_polls: deque[tuple[StatementReads, ...]] = deque(maxlen=1_000)
         """Polls of pg_stat_statements waiting for the audit log to catch up with them, to be
         held against each role's audit records (core.gaps.role_gaps)."""
@@ -385,11 +392,22 @@ class Engine:
         raised: list[Finding] = []
         t = self.t
         thresholds = {name: self._gap_threshold(name) for name in self._ledgers}
+        polls = self._statement_polls  # first: a role's own gap explains the table's
+        while polls and max(s.until_us for s in polls[0]) + SLACK_US <= audit_until_us:
+            statements = polls.popleft()
+            for name, ledger in self._ledgers.items():
+                for role in role_gaps(name, statements, ledger, thresholds[name]):
+                    raised.extend(self._role_gap(role))
         for name, ledger in self._ledgers.items():
             size = self.table_rows(name)
             for gap in ledger.judge(audit_until_us, size, thresholds[name]):
                 self.gap_tuples[name] += gap.tuples_unaudited
-                suspect = attribute(gap, self._statements, self._recent.values(), ledger)
+                suspect = self._explained_by(gap)
+                if suspect is None:
+                    suspect = attribute(gap, self._statements, self._recent.values(), ledger)
+                    if suspect is not None:  # a role gap telling the same read may come later
+                        blamed = self._blamed.setdefault(name, deque(maxlen=1_000))
+                        blamed.append([suspect.user, gap.until_us, gap.tuples_unaudited])
                 reason = audit_gap(t, gap.tuples_unaudited, gap.size, _gap_detail(gap, suspect))
                 if reason is None:
                     continue
@@ -399,13 +417,24 @@ class Engine:
                 who = suspect or Suspect(UNKNOWN_USER, "", "", "")
                 key = (who.user, who.client_addr, who.application_name, name)
                 raised.extend(self._gap_at(key, reason, gap.until_us))
-        polls = self._statement_polls
-        while polls and max(s.until_us for s in polls[0]) + SLACK_US <= audit_until_us:
-            statements = polls.popleft()
-            for name, ledger in self._ledgers.items():
-                for role in role_gaps(name, statements, ledger, thresholds[name]):
-                    raised.extend(self._role_gap(role))
         return raised
+
+    def _explained_by(self, gap: Gap) -> Suspect | None:
+        """The role whose own gap (pg_stat_statements' rows, judged already) accounts for at
+        least half of the table's: the same read, seen twice (the table's counters move when
+        the reader's transaction ends, often later). Its rows are spent on it."""
+        explained = self._role_rows.get(gap.table)
+        if not explained:
+            return None
+        oldest = gap.since_us - self.config.audit_gap_us
+        while explained and explained[0][3] < oldest:
+            explained.popleft()
+        for entry in explained:
+            user, client, app, _, rows = entry
+            if rows > 0 and rows * 2 >= gap.tuples_unaudited:
+                entry[4] = max(0, rows - gap.tuples_unaudited)
+                return Suspect(user, client, app, f"its own rows, unaudited, are {rows:,}")
+        return None
 
     def _gap_threshold(self, table: str) -> int:
         size, t = self.table_rows(table), self.t
@@ -419,6 +448,16 @@ class Engine:
             return []
         client, app = self._backend_of(gap.user)
         key = (gap.user, client, app, gap.table)
+        left = gap.rows_unaudited
+        oldest = gap.since_us - self.config.audit_gap_us
+        for entry in self._blamed.get(gap.table, ()):  # the table's gap already laid at it
+            if entry[0] == gap.user and entry[1] >= oldest and left > 0:
+                taken = min(left, entry[2])
+                entry[2] -= taken
+                left -= taken
+        if left > 0:
+            explained = self._role_rows.setdefault(gap.table, deque(maxlen=1_000))
+            explained.append([gap.user, client, app, gap.until_us, left])
         raised = self._gap_at(key, reason, gap.until_us)
         r = self._readers.get(key)
         if r is not None:  # what it read shows in its rows (exact: pg_stat_statements counted)

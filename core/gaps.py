@@ -269,6 +269,9 @@ def attribute(
     """
     backends = list(backends)
     lo, hi = gap.since_us - SLACK_US, gap.until_us + SLACK_US
+    # evidence must account for half the gap at least (a few lookups logged a second late do
+    # not explain a table read in full)
+    wanted = gap.tuples_unaudited // 2
     on_table: dict[str, list[StatementReads]] = {}
     others: list[StatementReads] = []
     for s in statements:
@@ -287,7 +290,7 @@ def attribute(
     for user, found in on_table.items():
         rows = sum(s.rows for s in found)
         beyond = rows - ledger.audited_rows(user, lo, hi)
-        if beyond > 0 and (best is None or beyond > best[0]):
+        if beyond >= max(wanted, 1) and (best is None or beyond > best[0]):
             best = (beyond, user)
     if best is not None:
         beyond, user = best
@@ -306,7 +309,6 @@ def attribute(
                 f"({backend.kind}: {_clip(backend.query)}), and no audit record of it"
             )
             return _suspect(user, evidence, seen, backends)
-    wanted = gap.tuples_unaudited // 2
     matches = [s for s in others if s.rows >= wanted]
     if matches:
         top = max(matches, key=lambda s: s.rows)

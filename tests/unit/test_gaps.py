@@ -70,8 +70,14 @@ def test_an_unaudited_copy_is_a_critical_gap_laid_at_the_role_that_ran_it() -> N
         TABLE,
     )
     detail = gap.reasons[0].detail
-    assert "50,000 read unaudited (100% of the table)" in detail, detail
     assert "pg_stat_statements counts 50,000 rows for mallory" in detail, detail
+    assert "50,000 read unaudited" in detail, detail
+    # the table's own counters tell the same read: laid at the same reader, in one reason
+    view = next(v for v in e.snapshot(t0 + 11 * SECOND).readers if v.principal.user == "mallory")
+    held = view.reasons[0].detail
+    assert "(100% of the table); likely mallory: its own rows, unaudited, are 50,000" in held
+    assert "; before: pg_stat_statements counts 50,000 rows for mallory" in held
+    assert len([f for f in found if f.principal.user == "mallory"]) == 1
     assert e.gap_tuples[TABLE] == ROWS
 
 
@@ -362,3 +368,23 @@ def test_a_roles_unaudited_rows_count_in_its_rows() -> None:
     caught_up(e, reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS), t0 + 10 * SECOND)
     view = next(v for v in e.snapshot(t0 + 11 * SECOND).readers if v.principal.user == "mallory")
     assert (view.rows_hour, view.fraction_hour) == (ROWS, 1.0)
+
+
+def test_a_table_gap_counted_late_is_the_copy_not_the_apps_last_lookups() -> None:
+    # the COPY's scan reaches the table's counters 15 s after pg_stat_statements counted it
+    # (its transaction ended later); meanwhile the app's last lookups are logged a second late
+    t0 = at(hour=3)
+    e = watching(t0)
+    copy = StatementReads("copier", "crm", 9, "COPY crm.client_list TO STDOUT", (TABLE,),
+                          t0, t0 + 2 * SECOND, 1, ROWS)  # fmt: skip
+    e.observe(Observations(statements=(copy,)), t0 + 2 * SECOND, t0 + 4 * SECOND)
+    late = t0 + 15 * SECOND
+    e.process([ev(late + k * 100_000, rows=1, params=(str(k),), user="app") for k in range(15)])
+    lookups = StatementReads("app", "crm", 1, "SELECT * FROM crm.client_list WHERE id = $1",
+                             (TABLE,), late, late + 2 * SECOND, 19, 19)  # fmt: skip
+    e.observe(Observations(statements=(lookups,)), late + 2 * SECOND, late)
+    found = caught_up(e, reads(late, late + 2 * SECOND, scans=1, seq=ROWS, idx=19),
+                      late + 2 * SECOND)  # fmt: skip
+    assert not [f for f in found if f.principal.user == "app"], found
+    view = next(v for v in e.snapshot(late + 3 * SECOND).readers if v.principal.user == "copier")
+    assert "likely copier: its own rows, unaudited, are 50,000" in view.reasons[0].detail
