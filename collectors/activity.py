@@ -12,11 +12,16 @@ it calls a function that reads one (pg_stat_statements attributes those). A stat
 changes the audit set-up (`collectors.controlsql`) is tampering, told once per query (a
 session's `SET pgaudit.log = 'none'` stays its last query while it sits idle). Backends that
 are gone are forgotten.
+
+The query texts are read cut to their first PARSE_CHARS characters (track_activity_query_size
+may be up to 1MB), each distinct one is read once (`_reading`), and a backend's query goes out
+cut to SHOWN_CHARS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
@@ -27,7 +32,7 @@ from typing import Any, Final
 
 from collectors.controlsql import control_statement
 from collectors.pgstat import DatabaseLink, polling
-from collectors.relations import WatchedRelations, parse_tree, tree_relations
+from collectors.relations import PARSE_CHARS, WatchedRelations, shown, statements, tree_relations
 from core.dbside import Backend, Observations, Tampered
 from core.events import us_from_utc
 from core.findings import Severity
@@ -36,8 +41,9 @@ from core.tables import TableName
 
 SQL: Final = (Path(__file__).parent / "sql" / "activity.sql").read_text()
 CACHE_SIZE: Final = 4_096
-"""Query texts whose reading is remembered (each at most CACHE_TEXT characters)."""
+"""Query texts whose reading is remembered."""
 CACHE_TEXT: Final = 8_192
+"""A longer text is remembered by its digest, not kept (PARSE_CHARS each would add up)."""
 READING_STATES: Final = frozenset({"active", "idle in transaction", "fastpath function call"})
 """States in which a backend can be reading: an aborted transaction cannot, an idle one is
 between statements."""
@@ -117,10 +123,12 @@ def _step(stmt: Any, watched: WatchedRelations) -> _Step:
 
 
 def read_text(text: str, watched: WatchedRelations, audit_role: str) -> _Reading:
-    """What a query text does to the watched tables and to the audit set-up."""
-    stmts = parse_tree(text)
+    """What a query text does to the watched tables and to the audit set-up (one cut at
+    PARSE_CHARS: as far as it parses, see `collectors.relations.statements`)."""
+    control = control_statement(text, audit_role)  # first: the parse is kept for what follows
+    stmts = statements(text)
     steps = tuple(_step(s, watched) for s in stmts or ())
-    return _Reading(steps, control_statement(text, audit_role), stmts is not None)
+    return _Reading(steps, control, stmts is not None)
 
 
 def _us(when: datetime | None) -> int | None:
@@ -151,7 +159,7 @@ class ActivitySource:
         self.cut_texts = 0
         """Query texts of this poll cut by track_activity_query_size (unreadable)."""
         self.query_size = 0
-        self._readings: OrderedDict[str, _Reading] = OrderedDict()
+        self._readings: OrderedDict[str | bytes, _Reading] = OrderedDict()
         self._cursors: dict[tuple[int, int], dict[str, _Cursor]] = {}
         self._told: dict[tuple[int, int], int | None] = {}
         """The query (its start) of each backend last told as tampering."""
@@ -165,7 +173,7 @@ class ActivitySource:
         """
         t0 = time.monotonic()
         try:
-            rows = await self.link.fetch(SQL)
+            rows = await self.link.fetch(SQL, PARSE_CHARS)
             return self._see(rows)
         finally:
             self.last_poll_seconds = time.monotonic() - t0
@@ -204,16 +212,19 @@ class ActivitySource:
         )
 
     def _reading(self, text: str) -> _Reading:
-        """The reading of a query text, remembered (the same texts come back every poll)."""
-        found = self._readings.get(text)
+        """The reading of a query text, remembered (the same texts come back every poll, and a
+        long one takes long to parse)."""
+        key: str | bytes = text
+        if len(text) > CACHE_TEXT:
+            key = hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+        found = self._readings.get(key)
         if found is not None:
-            self._readings.move_to_end(text)
+            self._readings.move_to_end(key)
             return found
         found = read_text(text, self.watched, self.audit_role)
-        if len(text) <= CACHE_TEXT:
-            self._readings[text] = found
-            if len(self._readings) > CACHE_SIZE:
-                self._readings.popitem(last=False)
+        self._readings[key] = found
+        if len(self._readings) > CACHE_SIZE:
+            self._readings.popitem(last=False)
         return found
 
     def _backend(
@@ -252,7 +263,7 @@ class ActivitySource:
             state=row["state"],
             kind=kind,
             tables=tables,
-            query=query,
+            query=shown(query),
             backend_start_us=ident[1],
             xact_start_us=xact_us,
             query_start_us=query_us,

@@ -20,6 +20,13 @@ so it is not one. The parse tree decides when the text parses; a regular express
 text is the fallback for one that does not (cut by track_activity_query_size). A normalized
 `set_config($1, $2, $3)` (pg_stat_statements replaces constants) cannot say which setting it
 changed and is not reported: row-level-security applications call it all day.
+
+The texts are untrusted and judged inside the event loop, so the work is bounded: a text of
+PARSE_CHARS characters or more is not parsed (the sources cut longer ones there), and the
+fallback reads only the first FALLBACK_CHARS characters of a text (or of a DO block's code),
+with regular expressions that run in time linear in it (each finds where a statement starts,
+then what it must hold before the next semicolon, once per statement). A change written past
+those first characters of such a text is not seen.
 """
 
 from __future__ import annotations
@@ -27,8 +34,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from collectors.relations import parse_tree
+from collectors.relations import PARSE_CHARS, parse_tree
 from core.safetext import safe
+
+FALLBACK_CHARS: Final = 16_384
+"""How much of a text (or of a DO block's code) the regular-expression fallback reads."""
 
 SESSION_SETTINGS: Final = ("log_min_messages",)
 """Settings besides pgaudit.* whose change can mute pgaudit's records."""
@@ -200,7 +210,7 @@ def _statement(kind: str, body: dict[str, Any], audit_role: str) -> str | None:
         renamed = str(body.get("subname", "")).lower() == role
         return f"ALTER ROLE {audit_role} RENAME (the audit role)" if renamed else None
     if kind == "DoStmt":
-        in_code = _fallback(_do_code(body), audit_role, _IN_CODE)
+        in_code = _fallback(_do_code(body)[:FALLBACK_CHARS], audit_role, _IN_CODE)
         return f"DO block: {in_code}" if in_code else None
     calls: list[str] = []
     _calls(body, calls)
@@ -221,12 +231,17 @@ _AT_STATEMENT: Final = r"(?:^|;)\s*"
 """Where a statement starts in a text that does not parse."""
 _IN_CODE: Final = r"(?:^|[;'(]|\b(?:BEGIN|THEN|ELSE|LOOP|EXECUTE|PERFORM)\b)\s*"
 """Where a statement starts in a DO block's code, also inside an EXECUTE's string."""
+_DO: Final = re.compile(r"\s*DO\b", re.I)
 _SET = r"(?:SET\s+(?:SESSION\s+|LOCAL\s+)?|RESET\s+)(pgaudit\.\w+|log_min_messages)\b"
-_PERSISTENT = (
-    r"ALTER\s+(SYSTEM|ROLE|USER|DATABASE)\b[^;]*?\b(?:SET|RESET)\s+"
-    r"(pgaudit\.\w+|log_min_messages|ALL\b)"
-)
-_DROP_EXTENSION = r"DROP\s+EXTENSION\b[^;]*?\b(pgaudit|pg_stat_statements)\b"
+# A statement found by its first words (after `at`) and by what must follow them before the
+# next semicolon is searched in parts (`_within`), never as one `FIRST[^;]*?THEN` pattern: that
+# rescans the rest of the statement from every place one may start, in quadratic time.
+_ALTER: Final = r"ALTER\s+(SYSTEM|ROLE|USER|DATABASE)\b"
+_ALTER_SETS: Final = re.compile(r"\b(?:SET|RESET)\s+(pgaudit\.\w+|log_min_messages|ALL\b)", re.I)
+_DROP_EXTENSION: Final = r"DROP\s+EXTENSION\b"
+_DROPPED: Final = re.compile(r"\b(pgaudit|pg_stat_statements)\b", re.I)
+_REVOKE: Final = r"REVOKE\b"
+_FROM: Final = re.compile(r"\bFROM\b", re.I)
 _SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'(pgaudit\.\w+|log_min_messages)'", re.I)
 _RESET_CALL = re.compile(
     r"\b(pg_stat_statements_reset|pg_stat_reset_single_table_counters|pg_stat_reset)\s*\(",
@@ -240,23 +255,59 @@ parsed (most statements, and parsing is most of the cost)."""
 _COMMENTS = re.compile(r"/\*.*?(?:\*/|$)|--[^\n]*", re.DOTALL)
 
 
-def _fallback(text: str, audit_role: str, at: str = _AT_STATEMENT) -> str | None:
+def _within(text: str, first: str, *then: re.Pattern[str]) -> list[re.Match[str]] | None:
+    """The first statement in `text` that `first` finds (where a statement starts, then its
+    first words) and that holds each of `then` in turn before the next semicolon: the matches.
+
+    Linear in the text: `first` is searched once over it, and the rest of each statement once,
+    from its first start only (a later start in the same statement has less of it left).
+
+    >>> [m.group(1) for m in _within("ALTER ROLE a; ALTER ROLE b SET pgaudit.log = 'none'",
+    ...                               _AT_STATEMENT + _ALTER, _ALTER_SETS)]
+    ['ROLE', 'pgaudit.log']
+    """
+    starts = re.compile(first, re.I)
+    pos = 0
+    while (start := starts.search(text, pos)) is not None:
+        end = text.find(";", start.end())
+        end = len(text) if end < 0 else end
+        found, at = [start], start.end()
+        for pattern in then:
+            match = pattern.search(text, at, end)
+            if match is None:
+                break
+            found.append(match)
+            at = match.end()
+        else:
+            return found
+        pos = end  # the next statement, from its semicolon (where `first` may start)
+        if pos == len(text):
+            return None
+    return None
+
+
+def _fallback(text: str, audit_role: str, at: str | None = None) -> str | None:
     """The regular-expression reading of a text that does not parse: statements recognised
-    where a statement starts (`at`), function calls anywhere."""
+    where a statement starts (`at`; by default at the start or after a semicolon, and also where
+    one may start in a DO block's code when the text is one), function calls anywhere.
+
+    Callers pass at most FALLBACK_CHARS characters; every search is linear in them."""
     text = _COMMENTS.sub(" ", text)
+    if at is None:
+        at = _IN_CODE if _DO.match(text) else _AT_STATEMENT
     if match := re.search(at + _SET, text, re.I):
         return f"SET {match.group(1).lower()}"
     if match := _SET_CONFIG.search(text):
         return f"set_config: {match.group(1).lower()}"
-    if match := re.search(at + _PERSISTENT, text, re.I):
-        return f"ALTER {match.group(1).upper()} ... SET {match.group(2).lower()}"
-    if match := re.search(at + _DROP_EXTENSION, text, re.I):
-        return f"DROP EXTENSION {match.group(1).lower()}"
+    if found := _within(text, at + _ALTER, _ALTER_SETS):
+        return f"ALTER {found[0].group(1).upper()} ... SET {found[1].group(1).lower()}"
+    if found := _within(text, at + _DROP_EXTENSION, _DROPPED):
+        return f"DROP EXTENSION {found[1].group(1).lower()}"
     if match := _RESET_CALL.search(text):
         name = match.group(1).lower()
         return f"{name}(): {RESETS[name]}"
-    role = re.escape(audit_role)
-    if re.search(at + rf"REVOKE\b[^;]*\bFROM\b[^;]*(?<![\w$]){role}(?![\w$])", text, re.I):
+    role = re.compile(rf"(?<![\w$]){re.escape(audit_role)}(?![\w$])", re.I)
+    if _within(text, at + _REVOKE, _FROM, role):
         return f"REVOKE ... FROM {audit_role} (the audit role)"
     return None
 
@@ -264,16 +315,22 @@ def _fallback(text: str, audit_role: str, at: str = _AT_STATEMENT) -> str | None
 def control_statement(text: str, audit_role: str = "auditor") -> str | None:
     """A one-line description of how `text` changes the audit trail's set-up, or None.
 
+    A text shorter than PARSE_CHARS characters is parsed; a longer one (cut there by the
+    sources, or not), like one that does not parse, is read by the regular-expression fallback
+    in its first FALLBACK_CHARS characters only: the work per text is bounded, whatever its
+    size.
+
     >>> control_statement("SET pgaudit.log = 'none'")
     "SET pgaudit.log = 'none'"
     >>> control_statement("SELECT 'pgaudit.log'") is None
     True
     """
-    if not _MAYBE.search(text):
+    long = len(text) >= PARSE_CHARS
+    if not _MAYBE.search(text[:FALLBACK_CHARS] if long else text):
         return None
-    stmts = parse_tree(text)
+    stmts = None if long else parse_tree(text)
     if stmts is None:
-        found = _fallback(text, audit_role)
+        found = _fallback(text[:FALLBACK_CHARS], audit_role)
         return safe(f"{found} (text not parsed)", 300) if found else None
     said = []
     for stmt in stmts:

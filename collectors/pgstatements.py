@@ -5,13 +5,15 @@ with `pgaudit.log_rows = on`; a SECURITY DEFINER function's reads are not audite
 Each poll reads every entry's counters in this database (no texts: `showtext := false`, as
 arrays: a poll over 10,000 entries takes some 20 ms, most of it pg_stat_statements itself) and
 compares them with the previous poll's. The texts are read at the first poll and then only for
-queryids not seen before; a text's parse tree says which watched tables it names
-(`collectors.relations`) and whether it changes the audit set-up (`collectors.controlsql`),
-asked only when its entry grows. The first poll is a baseline. An entry seen for the first time
-counts from zero, and so does one whose counters went down (reset). Besides the statements on
-watched tables, the 20 others that returned the most rows go out with `tables=()`: a function
-that reads the table for its caller names only itself, and the engine attributes such reads by
-correlation.
+queryids not seen before, each cut to its first PARSE_CHARS characters (a text can be megabytes:
+the texts kept take at most that times the entries); a text's parse tree says which watched
+tables it names (`collectors.relations`, which reads a cut one as far as it parses) and whether
+it changes the audit set-up (`collectors.controlsql`), asked only when its entry grows. What
+goes out is cut shorter (SHOWN_CHARS): the engine keeps many of them. The first poll is a
+baseline. An entry seen for the first time counts from zero, and so does one whose counters
+went down (reset). Besides the statements on watched tables, the 20 others that returned the
+most rows go out with `tables=()`: a function that reads the table for its caller names only
+itself, and the engine attributes such reads by correlation.
 
 A change of `pg_stat_statements_info.stats_reset` is a reset of everything (critical tampering,
 by whoever ran `pg_stat_statements_reset()` when its entry is visible); a growing `dealloc` means
@@ -33,7 +35,7 @@ from typing import Any, Final
 
 from collectors.controlsql import control_statement
 from collectors.pgstat import DatabaseLink, polling
-from collectors.relations import WatchedRelations
+from collectors.relations import PARSE_CHARS, WatchedRelations, shown
 from core.dbside import Observations, StatementReads, Tampered
 from core.events import us_from_utc
 from core.findings import Severity
@@ -268,7 +270,7 @@ class StatementsSource:
         unknown = None if everything else list({g.key[1] for g in grown} - self._texts.keys())
         if unknown is None or unknown:
             sql = TEXTS.replace("{schema}", schema)
-            for row in await self.link.fetch(sql, dbid, unknown):
+            for row in await self.link.fetch(sql, dbid, unknown, PARSE_CHARS):
                 self._texts[row["queryid"]] = row["query"] or ""
         strangers = list({g.key[0] for g in grown} - self._roles.keys())
         if strangers:
@@ -307,6 +309,8 @@ class StatementsSource:
                 detail = f"{said} (pg_stat_statements)"
                 controls.append(Tampered(until, Severity.CRITICAL, detail, user=user))
             tables = self.watched.named(text, key=queryid)
+            text = shown(text)
+            self._texts[queryid] = text  # judged (cached by queryid): the shown part is enough
             reads = StatementReads(
                 user, database, queryid, text, tables, since, until, g.calls, g.rows
             )

@@ -103,11 +103,6 @@ class AuditLedger:
         """Audited statements are counted from then: an earlier window is not judged."""
         self._seconds: deque[_Second] = deque()
         self._pending: deque[TableReads] = deque()
-        self._lookups_seen = 0
-        self._fetches_seen = 0
-        """Key lookups judged, and index fetches counted, so far: whether this table's lookups
-        go through an index (then none of them stands for a sequential scan, whatever the
-        moment each backend's statistics happen to be flushed at)."""
         self.dropped = 0
         """Windows never judged because the audit trail did not catch up in time."""
 
@@ -188,10 +183,7 @@ class AuditLedger:
         index_by_wide = min(fetched, wide_left * whole) if size else (fetched if wide_left else 0)
         index_left = fetched - index_by_wide
         indexed_lookups = min(lookups, index_left)
-        self._lookups_seen += lookups
-        self._fetches_seen += fetched
-        unindexed = self._fetches_seen * 2 < self._lookups_seen  # most lookups fetch nothing
-        by_lookups = min(scans - by_wide, lookups - indexed_lookups) if unindexed else 0
+        by_lookups = min(scans - by_wide, lookups - indexed_lookups)
         scans_left = scans - by_wide - by_lookups
         per_scan = seq / scans if scans else 0.0
         seq_unaudited = round(scans_left * per_scan)

@@ -1,7 +1,8 @@
 """The pg_stat_activity source against a real PostgreSQL 15: a long COPY out and a cursor read
 (its FETCH phase too, which names no table) show up as backends on the watched table while they
 run, with who, from where and how, and are gone when they end; a session whose last query muted
-pgaudit is tampering, told once, with its client's address and application."""
+pgaudit is tampering, told once, with its client's address and application; a query longer than
+the parse reads is read as far as it goes, once, and handed out short."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from collectors.activity import ActivitySource
+from collectors import activity
+from collectors.activity import CACHE_TEXT, ActivitySource, read_text
 from collectors.pgstat import DatabaseLink
+from collectors.relations import PARSE_CHARS, SHOWN_CHARS, WatchedRelations
 from core.dbside import Backend, Observations
 from core.findings import Severity
 from core.tables import TableName
@@ -260,3 +264,56 @@ async def test_cursors_with_hold_outlive_their_transaction_and_close_ends_them()
     ]
     await source.poll()
     assert source._cursors == {} and source._told == {}
+
+
+LONG_IN = ", ".join(str(i) for i in range(1, 20_000))
+"""A list that makes a query of some 110 KB: longer than PARSE_CHARS."""
+
+
+async def test_a_long_query_is_read_cut_and_handed_out_short(
+    pg_factory: Callable[[dict[str, str]], PgCluster],
+) -> None:
+    # the server keeps queries of up to 1MB (the default cuts them at 1kB)
+    pg = pg_factory({"track_activity_query_size": "1MB"})
+    pg.psql(SETUP)
+    source = _source(pg)
+    declare = f"DECLARE c CURSOR FOR SELECT * FROM crm.clients WHERE id IN ({LONG_IN})"
+    assert len(declare) > PARSE_CHARS
+    conn = await asyncpg.connect(pg.dsn("analyst"))
+    try:
+        await conn.execute("BEGIN")
+        await conn.execute(declare)  # the cursor named early, the query cut by our SQL
+        (reading,) = _of(await source.poll(), "analyst")
+        assert (reading.kind, reading.tables) == ("cursor", ("crm.clients",))
+        assert len(reading.query) == SHOWN_CHARS and reading.query.endswith("…")
+        assert declare.startswith(reading.query[:-1])
+        assert source.cut_texts == 0  # within track_activity_query_size: read as far as it goes
+        await conn.execute("ROLLBACK")
+    finally:
+        await conn.close()
+    await source.link.close()
+
+
+async def test_each_text_is_read_once_however_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a server: a long text seen poll after poll is parsed once, and kept small."""
+    read: list[int] = []
+
+    def counted(text: str, watched: WatchedRelations, audit_role: str) -> Any:
+        read.append(len(text))
+        return read_text(text, watched, audit_role)
+
+    monkeypatch.setattr(activity, "read_text", counted)
+    long = f"SELECT * FROM crm.clients WHERE id IN ({LONG_IN})"[:PARSE_CHARS]
+    middling = f"SELECT * FROM crm.clients WHERE id IN ({', '.join(map(str, range(3_000)))})"
+    assert CACHE_TEXT < len(middling) < PARSE_CHARS
+    link = _Replay(*[[_row(7, long), _row(8, middling)] for _ in range(3)])
+    source = ActivitySource(link, [TableName.parse("crm.clients")])  # type: ignore[arg-type]
+    for _ in range(3):
+        found = await source.poll()
+        assert [(b.kind, b.tables) for b in found.backends or ()] == [
+            ("select", ("crm.clients",)),
+            ("select", ("crm.clients",)),
+        ]
+        assert all(len(b.query) <= SHOWN_CHARS for b in found.backends or ())
+    assert read == [len(long), len(middling)]
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in source._readings)

@@ -2,7 +2,8 @@
 watched table come out as that role's statements with their rows, a SECURITY DEFINER function's
 read among the others, a superuser's `SET pgaudit.log = 'none'` and a reset of the statistics as
 tampering by whoever did them; a missing extension or privilege is a health error with the fix;
-a restarted server is down, then back with nothing counted twice; and a poll over 10,000
+a restarted server is down, then back with nothing counted twice; a statement longer than the
+texts read is still on its table, and what goes out of it is short; and a poll over 10,000
 statements stays fast."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from collectors.pgstat import DatabaseLink
 from collectors.pgstatements import CREATE_FIX, PRELOAD_FIX, StatementsSource, compare
+from collectors.relations import PARSE_CHARS, SHOWN_CHARS
 from core.dbside import Observations, StatementReads
 from core.findings import Severity
 from core.tables import TableName
@@ -191,6 +193,31 @@ async def test_a_poll_over_10000_statements_is_fast(
     pg.psql("".join(f"SET application_name = 'new {i}';\n" for i in range(100)))
     found = await source.poll()  # 100 new texts, none on a watched table
     assert found.statements == () and source.entries >= 10_100
+    await source.link.close()
+
+
+async def test_a_long_statement_is_attributed_and_handed_out_short(
+    pg_factory: Callable[[dict[str, str]], PgCluster],
+) -> None:
+    pg = pg_factory(PRELOADED)
+    pg.psql(SETUP + "CREATE EXTENSION pg_stat_statements;")
+    source = _source(pg)
+    await source.poll()
+    # normalized ($1, ..., $12000): some 83 KB, kept by pg_stat_statements, cut by our SQL
+    longer = f"SELECT * FROM crm.clients WHERE id IN ({', '.join(map(str, range(1, 12_001)))})"
+    # some 7 KB: parsed whole, handed out cut
+    middling = f"SELECT id FROM crm.clients WHERE id IN ({', '.join(map(str, range(1, 1_001)))})"
+    pg.psql(f"{longer};\n{middling};", user="analyst")
+    found = await source.poll()
+    (whole,) = _by(found, "analyst", "SELECT * FROM crm.clients WHERE id IN ($1, $2, $3")
+    assert (whole.tables, whole.calls, whole.rows) == (("crm.clients",), 1, 5000)
+    (parsed,) = _by(found, "analyst", "SELECT id FROM crm.clients WHERE id IN ($1, $2, $3")
+    assert (parsed.tables, parsed.calls, parsed.rows) == (("crm.clients",), 1, 1000)
+    for reads in (whole, parsed):
+        assert len(reads.query) == SHOWN_CHARS and reads.query.endswith("…")
+    # what is kept is bounded too: once judged, only the part shown
+    assert len(source._texts[whole.queryid]) == SHOWN_CHARS
+    assert max(len(t) for t in source._texts.values()) <= PARSE_CHARS
     await source.link.close()
 
 

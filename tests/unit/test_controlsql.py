@@ -3,9 +3,14 @@ pg_stat_statements and pg_stat_activity show them."""
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
 import pytest
 
-from collectors.controlsql import control_statement
+from collectors import controlsql, relations
+from collectors.controlsql import FALLBACK_CHARS, control_statement
+from collectors.relations import PARSE_CHARS
 
 
 @pytest.mark.parametrize(
@@ -128,3 +133,88 @@ def test_descriptions_are_one_safe_line() -> None:
     found = control_statement("ALTER ROLE \"evil\x1b[2J\nrole\" SET pgaudit.log = 'none'")
     assert found is not None
     assert "\x1b" not in found and "\n" not in found and "\\x1b" in found
+
+
+# Hostile texts: before the fix, a 114 KB DO block of this took 20 s of the event loop (the
+# fallback rescanned the rest of the statement from every place one may start). Not timed here:
+# the tests hold the bounds that keep the work small, whatever the size of the text.
+HOSTILE_CODE = "BEGIN alter role x drop extension revoke from ( 'set   "
+
+
+def _do_block(size: int, code: str = "") -> str:
+    padding = HOSTILE_CODE * (size // len(HOSTILE_CODE))
+    return f"DO $x$ BEGIN {code} PERFORM '{padding}'; END $x$"
+
+
+class _Spy:
+    """Records the length of each text `controlsql` hands to the fallback and to the parser."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fallback: list[int] = []
+        self.parsed: list[int] = []
+        fallback, parse = controlsql._fallback, relations.parser.parse_sql_json
+
+        def spy_fallback(text: str, audit_role: str, at: str | None = None) -> str | None:
+            self.fallback.append(len(text))
+            return fallback(text, audit_role, at)
+
+        def spy_parse(text: str) -> str:
+            self.parsed.append(len(text))
+            return parse(text)
+
+        monkeypatch.setattr(controlsql, "_fallback", spy_fallback)
+        monkeypatch.setattr(relations, "parser", SimpleNamespace(parse_sql_json=spy_parse))
+        relations.parse_tree.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed", "says"),
+    [
+        (_do_block(200_000), False, None),  # too long to parse: the fallback reads its start
+        (_do_block(60_000), True, None),  # parsed: the fallback reads the start of its code
+        (_do_block(200_000, "EXECUTE 'ALTER ROLE x SET pgaudit.log = none';"), False, "ALTER ROLE"),
+        (_do_block(60_000, "EXECUTE 'ALTER ROLE x SET pgaudit.log = none';"), True, "ALTER ROLE"),
+        ("SELECT ( " + HOSTILE_CODE * 20_000, False, None),  # 1 MB that does not parse
+        ("REVOKE " + "ALL FROM x, " * 90_000, False, None),
+        ("SET pgaudit.log = 'none'; SELECT '" + "x" * 1_000_000, False, "SET pgaudit.log"),
+    ],
+    ids=["do-200k", "do-60k", "do-200k-alter", "do-60k-alter", "1m", "revoke-1m", "set-1m"],
+)
+def test_hostile_texts_are_read_within_bounds(
+    monkeypatch: pytest.MonkeyPatch, text: str, parsed: bool, says: str | None
+) -> None:
+    spy = _Spy(monkeypatch)
+    found = control_statement(text)
+    assert (found is None) if says is None else (found is not None and says in found), found
+    assert spy.fallback and max(spy.fallback) <= FALLBACK_CHARS
+    assert spy.parsed == ([len(text)] if parsed else [])
+    assert all(n < PARSE_CHARS for n in spy.parsed)
+
+
+class _Searched:
+    """A compiled pattern that adds up how many characters it is asked to search."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern, re.I)
+        self.chars = 0
+
+    def search(self, text: str, pos: int, endpos: int) -> re.Match[str] | None:
+        self.chars += endpos - pos
+        return self.pattern.search(text, pos, endpos)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HOSTILE_CODE * 300,  # many starts in one statement: its rest is searched once
+        (HOSTILE_CODE + ";") * 300,  # many statements: each searched once
+        "alter role x " * 1_000 + "set pgaudit.log",
+    ],
+    ids=["one-statement", "statements", "found"],
+)
+def test_the_fallback_searches_each_statement_once(text: str) -> None:
+    then = _Searched(r"\bSET\s+pgaudit\.\w+")
+    first = controlsql._IN_CODE + controlsql._ALTER
+    found = controlsql._within(text, first, then)  # type: ignore[arg-type]
+    assert (found is not None) == text.endswith("pgaudit.log")
+    assert then.chars <= len(text)  # not len(text) times the number of starts

@@ -344,19 +344,19 @@ def test_a_change_seen_late_is_held_from_when_it_is_seen() -> None:
     assert view.severity is Severity.WARNING  # still held: the quiet period runs from now
 
 
-def test_the_apps_lookups_cannot_stand_for_a_copys_scan_when_their_fetches_come_late() -> None:
-    # the app's lookups go through the index (seen over earlier windows); in this window their
-    # fetches are not flushed yet, and a COPY scans the table: still a gap
+def test_the_apps_lookups_standing_for_a_scan_cannot_hide_a_copy_from_its_roles_rows() -> None:
+    # the app's lookups' index fetches are flushed a window late: in this window they may stand
+    # for the COPY's scan (they could be lookups on an unindexed column); the COPY's role is
+    # still caught by its own rows
     t0 = at(hour=3)
     e = watching(t0)
-    for w in range(3):
-        start = t0 + w * 10 * SECOND
-        e.process([ev(start + SECOND + k, rows=1, params=(str(k),)) for k in range(20)])
-        assert caught_up(e, reads(start, start + 10 * SECOND, idx=20), start + 10 * SECOND) == []
-    start = t0 + 30 * SECOND
-    e.process([ev(start + SECOND + k, rows=1, params=(str(k),)) for k in range(20)])
-    found = caught_up(e, reads(start, start + 10 * SECOND, scans=1, seq=ROWS), start + 10 * SECOND)
-    assert "50,000 read unaudited" in gap_of(found).reasons[0].detail
+    e.process([ev(t0 + SECOND + k, rows=1, params=(str(k),)) for k in range(20)])
+    copy = StatementReads("copier", "crm", 9, "COPY crm.client_list TO STDOUT", (TABLE,),
+                          t0, t0 + 10 * SECOND, 1, ROWS)  # fmt: skip
+    e.observe(Observations(statements=(copy,)), t0 + 10 * SECOND, t0)
+    found = caught_up(e, reads(t0, t0 + 10 * SECOND, scans=1, seq=ROWS), t0 + 10 * SECOND)
+    assert e.gap_tuples[TABLE] == 0  # the table's check was fooled...
+    assert (gap_of(found).principal.user, gap_of(found).severity) == ("copier", Severity.CRITICAL)
 
 
 def test_a_roles_unaudited_rows_count_in_its_rows() -> None:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from collectors.relations import WatchedRelations, relations
+from collectors import relations as relations_module
+from collectors.relations import (
+    CUT_TRIES,
+    PARSE_CHARS,
+    SHOWN_CHARS,
+    WatchedRelations,
+    relations,
+    shown,
+    statements,
+)
 from core.tables import TableName
 
 
@@ -113,3 +124,98 @@ def test_watched_relations_quote_names_as_table_names_do() -> None:
     watched = WatchedRelations([TableName.parse('crm."Client List"')])
     assert watched.named('SELECT * FROM crm."Client List"') == ('crm."Client List"',)
     assert watched.named("SELECT * FROM crm.client_list") == ()
+
+
+def _in_list(count: int = 12_000) -> str:
+    return ", ".join(f"${i}" for i in range(1, count + 1))
+
+
+# A statement longer than PARSE_CHARS, as the sources' SQL gives it: cut there, anywhere.
+HEAD = "SELECT a FROM crm.clients; "
+CUT_NAME = (
+    HEAD
+    + " " * (PARSE_CHARS - len(HEAD) - len("SELECT a FROM crm.ord"))
+    + ("SELECT a FROM crm.orders")
+)
+CLIENTS = {("crm", "clients")}
+JOIN = "SELECT * FROM crm.clients c JOIN x.orders o ON c.id = o.id WHERE o.id IN"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"SELECT * FROM crm.clients WHERE id IN ({_in_list()})", CLIENTS),
+        (f"COPY (SELECT * FROM crm.clients WHERE id IN ({_in_list()})) TO STDOUT", CLIENTS),
+        (f"{JOIN} ({_in_list()})", {("crm", "clients"), ("x", "orders")}),
+        (f"INSERT INTO loot SELECT * FROM crm.clients WHERE id IN ({_in_list()})", None),
+        ("SELECT * FROM crm.clients /*" + "x" * 70_000 + "*/", CLIENTS),
+        ("SELECT * FROM crm.clients WHERE note = '" + "x" * 70_000 + "'", CLIENTS),
+        ("SELECT * FROM crm.clients WHERE CASE " + "WHEN a THEN b " * 6_000 + "END", CLIENTS),
+        ("SELECT * FROM crm.clients WHERE " + "(" * 70_000, CLIENTS),
+        ("SELECT * FROM crm.clients WHERE x = ARRAY" + "[" * 70_000, CLIENTS),
+        (CUT_NAME, CLIENTS),  # not ("crm", "ord"): a name cut in two is no name
+        # named only past the cut: not seen (the table must be named early)
+        (f"SELECT * FROM x WHERE id IN ({_in_list()}) UNION SELECT * FROM crm.clients", None),
+        ("(" * 70_000, set()),
+        ("SELECT " + "1+" * 40_000, set()),  # parses, too deep to read
+    ],
+    ids=[
+        "in-list",
+        "copy",
+        "join",
+        "insert",
+        "comment",
+        "string",
+        "case",
+        "parens",
+        "brackets",
+        "cut-name",
+        "late",
+        "garbage",
+        "deep",
+    ],
+)
+def test_a_cut_text_names_what_its_beginning_names(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: set[tuple[str, str]] | None
+) -> None:
+    parsed: list[int] = []
+    parser = relations_module.parser
+
+    def spy(sql: str) -> str:
+        parsed.append(len(sql))
+        return parser.parse_sql_json(sql)
+
+    fake = SimpleNamespace(parse_sql_json=spy, scan=parser.scan, ParseError=parser.ParseError)
+    monkeypatch.setattr(relations_module, "parser", fake)
+    relations_module.parse_tree.cache_clear()
+    assert len(text) > PARSE_CHARS
+    found = relations(text[:PARSE_CHARS])
+    if expected is None:  # INSERT: the target too; UNION: the first branch only
+        expected = {("", "loot"), *CLIENTS} if text.startswith("INSERT") else {("", "x")}
+    assert set(found) == expected
+    assert relations(text) == found  # a longer text is read as if cut there
+    # the bound on the work: a few parses of its beginning (closed: up to twice as long)
+    assert len(parsed) <= 2 * CUT_TRIES
+    assert all(n <= 2 * PARSE_CHARS for n in parsed)
+
+
+def test_a_cut_copy_of_a_query_is_a_copy_out() -> None:
+    stmts = statements(f"COPY (SELECT * FROM crm.clients WHERE id IN ({_in_list()})) TO STDOUT")
+    assert stmts is not None
+    (copy,) = stmts
+    assert "CopyStmt" in copy and not copy["CopyStmt"].get("is_from")
+    cut_in = "COPY crm.clients FROM '/tmp/" + "x" * 70_000  # a COPY FROM is never read as TO
+    assert statements(cut_in) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("SELECT 1", "SELECT 1"), ("x" * SHOWN_CHARS, "x" * SHOWN_CHARS)],
+)
+def test_shown_texts_are_whole_up_to_the_limit(text: str, expected: str) -> None:
+    assert shown(text) == expected
+
+
+def test_shown_texts_are_cut_with_an_ellipsis() -> None:
+    cut = shown("x" * 100_000)
+    assert len(cut) == SHOWN_CHARS and cut.endswith("…")
