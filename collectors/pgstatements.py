@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
+import operator
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -71,8 +73,6 @@ TEXTS: Final = named_queries(_SQL_DIR / "statement_texts.sql")[""]
 
 Key = tuple[int, int, bool]
 """(userid, queryid, toplevel): one entry of pg_stat_statements in this database."""
-Counts = dict[Key, tuple[int, int]]
-"""Each entry's (calls, rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,34 +94,79 @@ def preload_fix(preload: str) -> str:
     return f"shared_preload_libraries = '{','.join([*names, 'pg_stat_statements'])}'"
 
 
-def compare(row: Any, last: Counts) -> tuple[Counts, list[_Grown], int]:
+class Counts:
+    """One poll's counters, as pg_stat_statements gave them (arrays in its own order), and by
+    entry when needed: the entries seldom change between two polls, nor does their order, and
+    then comparing the arrays is a tenth of the cost of keying 10,000 entries."""
+
+    __slots__ = ("keys", "calls", "rows", "_by_key")
+
+    def __init__(self, row: Any) -> None:
+        self.keys: tuple[list[Any], list[Any], list[Any]] = (
+            row["userids"],
+            row["queryids"],
+            row["toplevels"],
+        )
+        self.calls: list[int] = row["calls"]
+        self.rows: list[int] = row["rows"]
+        self._by_key: dict[Key, tuple[int, int]] | None = None
+
+    def by_key(self) -> dict[Key, tuple[int, int]]:
+        """(calls, rows) by entry (hidden ones, without a queryid, left out)."""
+        if self._by_key is None:
+            self._by_key = {
+                k: v
+                for k, v in zip(
+                    zip(*self.keys, strict=True),
+                    zip(self.calls, self.rows, strict=True),
+                    strict=True,
+                )
+                if k[1] is not None
+            }
+        return self._by_key
+
+    def __len__(self) -> int:
+        return len(self.by_key())
+
+
+def compare(
+    row: Any, last: Counts | dict[Key, tuple[int, int]]
+) -> tuple[Counts, list[_Grown], int]:
     """This poll's counters (from the arrays of the `counts` query), the entries whose calls
     grew since `last` (by how much: from zero for a new entry or one whose counters went down),
     and how many entries are hidden (another role's, without pg_read_all_stats: no queryid).
 
-    The code that runs over every entry every poll: zips and one dict comprehension."""
-    queryids: list[Any] = row["queryids"]
-    counts: Counts = dict(
-        zip(
-            zip(row["userids"], queryids, row["toplevels"], strict=True),
-            zip(row["calls"], row["rows"], strict=True),
-            strict=True,
-        )
-    )
+    The code that runs over every entry every poll: when the entries are those of `last` in
+    the same order, the calls arrays are compared in place; else by entry."""
+    now = Counts(row)
+    userids, queryids, toplevels = now.keys
     hidden = queryids.count(None)
-    if hidden:
-        counts = {k: v for k, v in counts.items() if k[1] is not None}
     grown: list[_Grown] = []
-    get = last.get
+    if isinstance(last, Counts) and last.keys == now.keys:
+        if now.calls != last.calls:
+            was_calls, was_rows = last.calls, last.rows
+            moved = map(operator.ne, now.calls, was_calls)  # the loop in C: 10,000 in 0.3 ms
+            for i in itertools.compress(range(len(was_calls)), moved):
+                if queryids[i] is not None:
+                    key = (userids[i], queryids[i], toplevels[i])
+                    _grew(grown, key, now.calls[i], now.rows[i], (was_calls[i], was_rows[i]))
+        return now, grown, hidden
+    get = (last.by_key() if isinstance(last, Counts) else last).get
+    counts = now.by_key()
     for key in [k for k, v in counts.items() if get(k) != v]:
         calls, nrows = counts[key]
-        before = get(key)
-        if before is None or calls < before[0] or nrows < before[1]:
-            if calls > 0:
-                grown.append(_Grown(key, calls, nrows))
-        elif calls > before[0]:
-            grown.append(_Grown(key, calls - before[0], nrows - before[1]))
-    return counts, grown, hidden
+        _grew(grown, key, calls, nrows, get(key))
+    return now, grown, hidden
+
+
+def _grew(
+    grown: list[_Grown], key: Key, calls: int, nrows: int, before: tuple[int, int] | None
+) -> None:
+    if before is None or calls < before[0] or nrows < before[1]:
+        if calls > 0:  # new, or reset: counted from zero
+            grown.append(_Grown(key, calls, nrows))
+    elif calls > before[0]:
+        grown.append(_Grown(key, calls - before[0], nrows - before[1]))
 
 
 class StatementsSource:
@@ -179,7 +224,10 @@ class StatementsSource:
         ]
         before = self._stats_reset
         afresh = before is not None and row["stats_reset"] not in (None, before)
-        counts, grown, hidden = compare(row, {} if afresh else self._last or {})
+        last: Counts | dict[Key, tuple[int, int]] = (
+            self._last if self._last is not None and not afresh else {}
+        )
+        counts, grown, hidden = compare(row, last)
         baseline = self._last is None
         # may fail: nothing of this poll is kept until it is through
         await self._learn(schema, probe["dbid"], grown, everything=baseline)
@@ -193,7 +241,7 @@ class StatementsSource:
         since, until = self._taken_us, us_from_utc(probe["taken_at"])
         self._taken_us, self._last_ok = until, probe["taken_at"]
         self.polls += 1
-        self.entries = len(counts)
+        self.entries = len(counts.calls) - hidden
         if baseline:
             return Observations(notes=tuple(self.notes), taken_us=until)
         statements, controls = self._statements(grown, probe, since, until)
@@ -338,8 +386,8 @@ class StatementsSource:
 
     def _prune(self, counts: Counts) -> None:
         """Forget the texts of queryids gone from pg_stat_statements, once there are many."""
-        if len(self._texts) > 2 * len(counts) + 1_000:
-            present = {k[1] for k in counts}
+        if len(self._texts) > 2 * len(counts.calls) + 1_000:
+            present = set(counts.keys[1])
             for queryid in [q for q in self._texts if q not in present]:
                 del self._texts[queryid]
                 self._controls.pop(queryid, None)

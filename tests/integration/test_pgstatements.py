@@ -244,3 +244,11 @@ def test_compare_counts_a_new_or_reset_entry_from_zero() -> None:
         (2, 1, 10),  # went down: reset, counted from zero
         (4, 2, 0),  # new
     ]
+    # the same entries in the same order (the usual poll): compared in place, same answers
+    again = arrays((10, 1, 9, 90), (10, 2, 0, 0), (10, 3, 1, 1), (10, 4, 2, 0), (10, None, 12, 9))
+    counts, grown, hidden = compare(again, counts)
+    assert hidden == 1 and len(counts) == 4
+    assert sorted((g.key[1], g.calls, g.rows) for g in grown) == [(1, 2, 20)]
+    reset = arrays((10, 1, 1, 5), (10, 2, 0, 0), (10, 3, 1, 1), (10, 4, 3, 7), (10, None, 13, 9))
+    counts, grown, hidden = compare(reset, counts)
+    assert sorted((g.key[1], g.calls, g.rows) for g in grown) == [(1, 1, 5), (4, 1, 7)]
