@@ -241,6 +241,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.audit_log.path:
+        raise _Refused('[audit_log] path is "": there is no audit log to follow')
     tables = _tables(args, settings)
     _prefix(settings.audit_log.log_line_prefix)
     return run_follow(settings, tables, sys.stdout.buffer, sys.stderr, from_start=args.from_start)

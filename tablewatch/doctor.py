@@ -262,6 +262,16 @@ def _log_dir(setup: AuditSetup | None) -> str:
 def log_checks(settings: Settings, setup: AuditSetup | None) -> list[Check]:
     """Can this user find and read the server log, and is it in the configured format?"""
     audit = settings.audit_log
+    if not audit.path:  # a managed database without log files: the statistics alone
+        return [
+            Check(
+                "log files",
+                WARN,
+                '[audit_log] path is "": no audit log; pg_stat_statements tells the reads per '
+                "role, and no audit gap can be judged",
+                "point path at the server's log files when they can be read",
+            )
+        ]
     files = sorted(glob.glob(os.path.expanduser(audit.path)), key=_mtime)
     where = _log_dir(setup)
     if not files:

@@ -121,3 +121,27 @@ def test_tail_prints_live_reads_and_resumes_after_a_stop(
     assert code == 0, second.errors
     assert [e["application_name"] for e in again] == ["tail-two"]
     assert any(b"resuming from the checkpoint" in e for e in second.errors)
+
+
+@pytest.mark.parametrize("command", ["tail", "run"])
+def test_without_an_audit_log_or_database_there_is_nothing_to_follow(
+    tmp_path: Path, command: str
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TABLEWATCH_")},
+        "TABLEWATCH_AUDIT_LOG__PATH": "",
+        "TABLEWATCH_STATE__DIR": str(tmp_path / "state"),
+        "TABLEWATCH_TABLES": json.dumps([{"name": "crm.watched"}]),
+        "TABLEWATCH_METRICS__LISTEN": "",
+        "TABLEWATCH_API__LISTEN": "",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [str(SCRIPT), command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    said = done.stderr.strip().splitlines()
+    if command == "tail":
+        assert said == ['tablewatch tail: [audit_log] path is "": there is no audit log to follow']
+    else:  # the agent logs its refusal as one line
+        assert len(said) == 1 and "nothing to watch" in said[0], said
