@@ -68,6 +68,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT)]
 
+from replay_bench import cpu_model  # noqa: E402
+
 from collectors.pgstat import DatabaseLink  # noqa: E402
 from core.tables import TableName  # noqa: E402
 from tablewatch.pgcluster import PgCluster, available, free_port  # noqa: E402
@@ -119,16 +121,6 @@ def pct(values: Sequence[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def cpu_seconds(pid: int) -> float:

@@ -37,6 +37,7 @@ from core.plans import NO_PLAN, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
 from core.rows import estimate_rows
+from core.safetext import one_line
 from core.settings import ExpectedPrincipal, Settings
 from core.shapes import ShapeCache
 from core.signals import Thresholds, audit_gap, denied, lookup_volume, tamper
@@ -547,7 +548,7 @@ class Engine:
             # (a restart's warning after a critical REVOKE keeps both in sight, critical)
             old = held[0]
             top = reason if reason.severity >= old.severity else old
-            detail = _clip(f"{reason.detail}; before: {old.detail}", _MERGED_DETAIL)
+            detail = one_line(f"{reason.detail}; before: {old.detail}", _MERGED_DETAIL)
             reason = Reason(reason.code, top.severity, max(reason.score, old.score), detail)
         self._alarms.hold(r, reason, now)
         return self._settle(r, t)
@@ -785,10 +786,6 @@ def _gap_detail(gap: Gap, suspect: Suspect | None) -> str:
     if suspect is None:
         return text + "; no statistics name the reader"
     return f"{text}; likely {suspect.user}: {suspect.evidence}"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from core.dbside import Backend, StatementReads, TableReads
 from core.redact import redact
+from core.safetext import one_line
 
 SLACK_US = 1_000_000
 """A window is judged once the audit trail has been read this far past its end: a record reaches
@@ -389,5 +390,4 @@ def _suspect(
 def _clip(text: str, limit: int = 120) -> str:
     """A statement as evidence: literals masked (a COPY's WHERE may hold a customer's email;
     the text goes to pagers), on one line, bounded."""
-    flat = " ".join(redact(text[:4096]).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return one_line(redact(text[:4096]), limit)

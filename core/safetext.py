@@ -52,3 +52,14 @@ def safe(text: str, limit: int = 200, *, keep_newlines: bool = False) -> str:
     if len(cleaned) > limit:
         return cleaned[: max(limit - 1, 0)] + ELLIPSIS
     return cleaned
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` with its whitespace runs made single spaces, cut to `limit` characters with an
+    ellipsis (for details that quote a statement; escaping is still the renderer's job).
+
+    >>> one_line("SELECT *   FROM t", 12)
+    'SELECT * FR…'
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + ELLIPSIS

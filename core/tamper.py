@@ -16,6 +16,7 @@ from typing import Any
 from pglast import parser
 from pglast.parser import ParseError
 
+from core.safetext import one_line
 from core.tables import TableName
 
 _PGAUDIT = re.compile(r"\bpgaudit\b", re.IGNORECASE)
@@ -32,8 +33,7 @@ class Tampering:
 
 
 def _clip(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 class TamperDetector:
