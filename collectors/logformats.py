@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -183,8 +183,7 @@ class CsvLog(LogFormat):
         stats = self.stats
         saved = (stats.records, stats.events, stats.malformed, stats.forged, len(stats.samples))
         try:
-            rows = csv.reader(io.StringIO(text, newline=""), strict=True)
-            events = self._events(rows, strict=True)
+            events = self._events(_framed_rows(text), strict=True)
         except (csv.Error, _NotCsvlog):
             stats.records, stats.events, stats.malformed, stats.forged = saved[:4]
             del stats.samples[saved[4] :]
@@ -243,6 +242,30 @@ class CsvLog(LogFormat):
 
 class _NotCsvlog(Exception):
     """A row of the fast path that is not a csvlog record: take the careful path."""
+
+
+def _framed_rows(text: str) -> Iterator[list[str]]:
+    """The CSV rows of `text`, each checked to end where `CsvLog.split` would end it: at the
+    first newline after an even number of quotes. The C reader takes a quote inside an unquoted
+    field as a plain character (a damaged record: PostgreSQL quotes every text column); the
+    framer counts it. Where the two part, the careful path decides (raises _NotCsvlog)."""
+    odd = 0
+    fresh = True  # the next line read starts a row
+    past_end = False  # the reader went on past a newline where the framer ends a record
+
+    def lines() -> Iterator[str]:
+        nonlocal odd, fresh, past_end
+        for line in io.StringIO(text, newline="\n"):
+            past_end |= not (fresh or odd)
+            fresh = False
+            odd ^= line.count('"') & 1
+            yield line
+
+    for row in csv.reader(lines(), strict=True):
+        if odd or past_end:
+            raise _NotCsvlog
+        yield row
+        fresh = True
 
 
 def csv_boundary(buf: bytes) -> int:
@@ -320,7 +343,12 @@ class JsonLog(LogFormat):
         items: list[AuditItem] = []  # batched, as for csvlog (one nested-CSV reader per batch)
         for raw in records:
             try:
-                rec = decode(raw)
+                try:
+                    rec = decode(raw)
+                except UnicodeDecodeError:
+                    # not UTF-8 inside a string (a SQL_ASCII database passes a client's bytes
+                    # through): replaced, as the other formats do, rather than lost
+                    rec = decode(raw.decode("utf-8", "replace").encode())
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self.stats.bad(f"jsonlog: {exc}")
                 continue

@@ -141,7 +141,12 @@ def audit_fields(fields: list[str]) -> AuditFields:
 def parse_audit_message(message: str) -> AuditFields:
     """Parse a log message that starts with `AUDIT: `.
 
+    The message is split whole, prefix and all, as `EventBuilder.audits` splits it: pgaudit never
+    quotes the audit type, so `AUDIT: "OBJECT",...` is malformed for both.
+
     Raises:
         MalformedRecord: not a well-formed pgaudit record.
     """
-    return audit_fields(split_csv(message[len(AUDIT_PREFIX) :]))
+    fields = split_csv(message)
+    fields[0] = fields[0][len(AUDIT_PREFIX) :]
+    return audit_fields(fields)

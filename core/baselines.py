@@ -200,7 +200,7 @@ class Baselines:
             raise StateError(f"{path}: cannot read baselines: {exc.strerror}") from None
         try:
             state = msgspec.json.decode(raw, type=StateFile)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise StateError(
                 f"{path}: corrupt baselines ({exc}); move it away to start learning afresh"
             ) from None

@@ -38,3 +38,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -
   .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
   touch "$stamp"
 fi
+if [ "${1:-}" = bench ] && ! .venv/bin/python -c 'import atheris' 2>/dev/null; then
+  echo "bootstrap: installing the benchmarks' Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+fi

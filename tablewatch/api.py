@@ -81,8 +81,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         reason = {
-            404: f"no such endpoint: {request.path[:200]} (see {PREFIX}/snapshot)",
-            405: f"{request.method[:20]} is not allowed on {request.path[:200]}",
+            404: f"no such endpoint: {safe(request.path)} (see {PREFIX}/snapshot)",
+            405: f"{safe(request.method, 20)} is not allowed on {safe(request.path)}",
             413: f"the body is larger than {MAX_BODY:,} bytes",
         }.get(exc.status, exc.reason)
         return refusal(exc.status, reason)
@@ -341,6 +341,8 @@ async def _body(request: web.Request) -> Fields:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise _Refused(400, f"the body is not JSON: {exc}") from None
+    except UnicodeDecodeError:  # a string holding bytes that are not UTF-8
+        raise _Refused(400, "the body is not JSON: a string is not UTF-8") from None
     return Fields(value)
 
 

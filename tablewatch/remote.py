@@ -190,7 +190,7 @@ class RemoteView:
                     self._down(f"HTTP {exc.message}")  # the status and the agent's reason
                 except (aiohttp.ClientError, OSError) as exc:
                     self._down(_why(exc))
-                except (WireError, msgspec.DecodeError) as exc:
+                except (WireError, msgspec.DecodeError, UnicodeDecodeError) as exc:
                     self._down(f"not a snapshot: {exc}")
                 except Exception as exc:  # never stop following: say what broke, try again
                     self._down(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,444 @@
+"""Fuzz targets: every parser of untrusted input, each as `check(data: bytes) -> None`.
+
+A target returns quietly for any input, good or bad. An exception other than AssertionError is a
+crash (a bug); an AssertionError is a broken promise. What each target promises:
+
+- `csvlog`, `jsonlog`, `stderr` (the server log, written by PostgreSQL but holding whatever a
+  client sent: statements, names, application_name; and damaged by crashes, copies, disks):
+  `split` consumes everything at the end; the log cut into pieces anywhere (as the tail reads it)
+  gives the very events of the whole; for csvlog, the whole-file fast path (`parse_text`, used by
+  replay) gives the careful path's events or declines; `sniff` answers; every event is well typed.
+- `pgaudit` (the nested CSV inside an `AUDIT: ` message): `parse_audit_message` returns typed
+  fields or raises `MalformedRecord` with a short one-line reason; the batched splitter and the
+  event builder agree with it, and a message it refuses is counted as malformed, never dropped
+  silently.
+- `settings` (settings.toml): `load_settings` returns settings or raises `SettingsError`: one line,
+  bounded, never echoing the value of a secret key.
+- `api` (request bodies and path parameters of the agent's POST endpoints, sent over loopback to a
+  real aiohttp server in front of a real `LiveEngine`): every answer is one of the documented
+  statuses (never a 500), a refusal is a JSON `{"error": ...}` of one bounded line, and the server
+  answers the next request.
+
+Used by tests/unit/test_fuzz.py (hypothesis, a short run in the suite) and bench/fuzz_bench.py
+(atheris, coverage-guided, at least 30 CPU-minutes per target). `seeds(target)` gives inputs to
+start from: real-shaped records built from the shared pgaudit corpus, settings files, bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tempfile
+import tomllib
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from collectors.events import EventBuilder, ParseStats
+from collectors.logformats import CsvLog, LogFormat, make_format, sniff
+from collectors.pgaudit import (
+    AuditFields,
+    MalformedRecord,
+    parse_audit_message,
+    split_csv,
+    split_csv_many,
+)
+from core.events import AccessEvent, EventKind
+from core.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+STDERR_PREFIX = "%m [%p] %q%u@%d %r %a "
+REASON_CHARS = 600
+"""The longest one-line reason a target accepts (plus the settings file's path)."""
+
+Check = Callable[[bytes], None]
+
+
+# ----------------------------------------------------------------------------------- server logs
+
+
+def _parser(fmt: str) -> LogFormat:
+    # control on: the tamper records (ROLE, DDL, MISC) are parsed too; no tables: every relation
+    return make_format(fmt, EventBuilder(None, ParseStats(), control=True), STDERR_PREFIX)
+
+
+def _sound(event: AccessEvent) -> None:
+    """An event's fields have the types the engine relies on."""
+    assert isinstance(event.time_us, int)
+    assert isinstance(event.kind, EventKind)
+    for text in (
+        event.user,
+        event.database,
+        event.client_addr,
+        event.application_name,
+        event.session_id,
+        event.class_,
+        event.command,
+        event.object_type,
+        event.object_name,
+    ):
+        assert isinstance(text, str)
+    assert event.statement is None or isinstance(event.statement, str)
+    assert event.parameters is None or all(isinstance(p, str) for p in event.parameters)
+    for number in (event.statement_id, event.substatement_id, event.rows):
+        assert number is None or (isinstance(number, int) and number >= 0)
+    assert isinstance(event.pid, int)
+
+
+def _cuts(data: bytes) -> list[bytes]:
+    """`data` in pieces cut where a seeded generator says (the same cuts for the same data)."""
+    rng = random.Random(zlib.crc32(data))
+    n = len(data)
+    cuts = sorted({rng.randrange(n + 1) for _ in range(rng.randrange(1, 8))}) if n else []
+    bounds = [0, *cuts, n]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def check_log(fmt: str, data: bytes) -> None:
+    """One server log in `fmt`, whole and in pieces."""
+    sniff(data[:65_536], STDERR_PREFIX)
+    whole = _parser(fmt)
+    records, consumed = whole.split(data, final=True)
+    assert consumed == len(data), f"final split left {len(data) - consumed} bytes"
+    events = whole.parse(records)
+    for event in events:
+        _sound(event)
+
+    pieces = _parser(fmt)
+    fed: list[AccessEvent] = []
+    pending = b""
+    for piece in [*_cuts(data), b""]:
+        final = not piece
+        buf = pending + piece
+        records, consumed = pieces.split(buf, final=final)
+        assert 0 <= consumed <= len(buf)
+        fed += pieces.parse(records)
+        pending = buf[consumed:]
+    assert pending == b"", "bytes left over after the final split"
+    assert fed == events, "the log in pieces gave other events than the whole log"
+
+    if isinstance(whole, CsvLog):
+        fast = _parser("csvlog")
+        assert isinstance(fast, CsvLog)
+        quick = fast.parse_text(data.decode("utf-8", "replace"))
+        if quick is not None:
+            assert quick == events, "replay's fast path gave other events than the tail's"
+
+
+def check_csvlog(data: bytes) -> None:
+    check_log("csvlog", data)
+
+
+def check_jsonlog(data: bytes) -> None:
+    check_log("jsonlog", data)
+
+
+def check_stderr(data: bytes) -> None:
+    check_log("stderr", data)
+
+
+# ------------------------------------------------------------------------------ nested pgaudit
+
+
+def _one_line(reason: str) -> None:
+    assert "\n" not in reason and "\r" not in reason, f"reason on several lines: {reason[:200]!r}"
+    assert len(reason) <= REASON_CHARS, f"reason of {len(reason):,} characters"
+
+
+def check_pgaudit(data: bytes) -> None:
+    """An `AUDIT: ` message (the bytes after the prefix), alone and in a batch of itself."""
+    message = "AUDIT: " + data.decode("utf-8", "replace")
+    try:
+        fields: AuditFields | None = parse_audit_message(message)
+    except MalformedRecord as exc:
+        _one_line(str(exc))
+        fields = None
+    if fields is not None:
+        assert fields.audit_type in ("OBJECT", "SESSION")
+        assert fields.statement_id >= 0 and fields.substatement_id >= 0
+        assert fields.rows is None or fields.rows >= 0
+
+    body = message[len("AUDIT: ") :]
+    batch = split_csv_many([body, "OBJECT,1,1,READ,SELECT,TABLE,t,SELECT 1,<none>", body])
+    for split in (batch[0], batch[2]):
+        try:
+            alone: list[str] | MalformedRecord = split_csv(body)
+        except MalformedRecord as exc:
+            alone = exc
+        if isinstance(alone, MalformedRecord):
+            assert isinstance(split, MalformedRecord)
+        elif body == "":
+            assert split in ([], [""])  # the C reader makes no field of nothing: refused alike
+        else:
+            assert split == alone, "the batched splitter disagrees with the single one"
+
+    stats = ParseStats()
+    builder = EventBuilder(None, stats, control=True)
+    events = builder.audits(
+        [("2026-11-29 03:41:04.994 UTC", "u", "d", "a", "app", "s", 1, message)] * 2
+    )
+    if fields is None:
+        assert events == [] and stats.malformed == 2, "a refused message was not counted"
+    else:
+        assert len(events) == 2 and stats.malformed == 0
+        for event in events:
+            _sound(event)
+            assert event.statement == fields.statement
+            assert event.parameters == fields.parameters
+            assert event.rows == fields.rows
+    for sample in stats.samples:
+        _one_line(sample)
+
+
+# ----------------------------------------------------------------------------------- settings
+
+
+_SECRET_KEYS = ("password", "token", "routing_key", "api_key", "webhook_url", "secret")
+
+
+def _secrets(value: Any, key: str = "") -> Iterator[str]:
+    """The string values under secret keys, anywhere in a parsed TOML document."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _secrets(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _secrets(v, key)
+    elif isinstance(value, str) and key in _SECRET_KEYS and len(value) >= 6:
+        yield value
+
+
+class SettingsTarget:
+    """settings.toml from bytes, read by `load_settings` (no TABLEWATCH_* in the environment)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tw-fuzz-settings-"))
+        self.path = self.dir / "settings.toml"
+        for name in [n for n in os.environ if n.upper().startswith("TABLEWATCH_")]:
+            del os.environ[name]
+
+    def __call__(self, data: bytes) -> None:
+        self.path.write_bytes(data)
+        try:
+            settings = load_settings(self.path, search=False)
+        except SettingsError as exc:
+            reason = str(exc)
+            assert reason.startswith(f"{self.path}: "), reason[:200]
+            _one_line(reason[len(str(self.path)) :])
+            try:
+                document = tomllib.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+                return
+            for secret in _secrets(document):
+                assert secret not in reason, "a secret's value is echoed in the error"
+            return
+        assert isinstance(settings, Settings)
+
+
+# ---------------------------------------------------------------------------------------- API
+
+ENDPOINTS = (
+    "/api/v1/alerts",
+    "/api/v1/alerts/{}/ack",
+    "/api/v1/alerts/{}/resolve",
+    "/api/v1/expected",
+    "/api/v1/snooze",
+    "/api/v1/backends/{}/cancel",
+    "/api/v1/backends/{}/terminate",
+)
+CONTENT_TYPES = ("application/json", "application/json; charset=utf-8", "text/plain", None)
+API_STATUSES = frozenset({200, 201, 400, 404, 405, 409, 413, 415})
+
+
+def api_request(data: bytes) -> tuple[str, str | None, bytes]:
+    """(path, content type, body) of a fuzz input: its first byte picks the endpoint, the
+    second the content type; for an endpoint with a parameter, the bytes up to the first
+    newline are the parameter, the rest the body."""
+    endpoint = ENDPOINTS[data[0] % len(ENDPOINTS)] if data else ENDPOINTS[0]
+    content_type = CONTENT_TYPES[data[1] % len(CONTENT_TYPES)] if len(data) > 1 else None
+    rest = data[2:]
+    if "{}" in endpoint:
+        param, _, rest = rest.partition(b"\n")
+        endpoint = endpoint.format(quote(param.decode("utf-8", "replace"), safe=""))
+    return endpoint, content_type, rest
+
+
+def api_input(endpoint: int, content_type: int, body: bytes, param: bytes = b"") -> bytes:
+    """The fuzz input `api_request` reads back as this request."""
+    head = bytes([endpoint, content_type])
+    return head + (param + b"\n" if "{}" in ENDPOINTS[endpoint] else b"") + body
+
+
+class ApiTarget:
+    """A real agent API (aiohttp on loopback, a `LiveEngine` with one alert, a reader with a live
+    backend, an operator trail and an alert outbox on disk) and one HTTP client, kept across
+    inputs on one event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.dir = Path(tempfile.mkdtemp(prefix="tw-fuzz-api-"))
+        self.loop.run_until_complete(self._start())
+
+    async def _start(self) -> None:
+        import aiohttp
+
+        from alerts.center import AlertCenter
+        from alerts.local import LocalSink
+        from alerts.outbox import OUTBOX_FILE, Outbox
+        from alerts.rules import Rules
+        from core.findings import PrincipalKey, Severity
+        from core.view import PageRequest
+        from tablewatch.api import AgentApi
+        from tablewatch.live import LiveEngine
+        from tablewatch.trail import OperatorTrail
+        from tablewatch.web import Address, WebServer
+        from tests.unit.enginekit import TABLE, at, engine, ev
+
+        now = at(day=3, hour=10)
+        center = AlertCenter(
+            Outbox(self.dir / "state" / OUTBOX_FILE),
+            [LocalSink(self.dir / "alerts.jsonl")],
+            Rules(page_on=None),
+            host="db1",
+            clock=lambda: now,
+        )
+        self.delivery = asyncio.get_running_loop().create_task(center.run())
+        live = LiveEngine(
+            engine(learning_hours=0), center, trail=OperatorTrail(self.dir), clock=lambda: now
+        )
+        bulk = "SELECT * FROM crm.client_list"
+        live.feed([ev(now - 10_000_000, bulk, user="mallory", addr="10.9.9.9", app="psql")])
+        mallory = PrincipalKey("mallory", "10.9.9.9", "psql", TABLE)
+        alert = await live.page(PageRequest(mallory, Severity.CRITICAL, "seed", "fuzz"))
+        self.alert_key = alert.key
+        self.api = AgentApi(live)
+        self.server = WebServer(
+            Address("127.0.0.1", 0), self.api.routes(), middlewares=self.api.middlewares(None)
+        )
+        await self.server.start()
+        self.base = f"http://127.0.0.1:{self.server.port}"
+        self.http = aiohttp.ClientSession()
+
+    async def _post(self, data: bytes) -> None:
+        path, content_type, body = api_request(data)
+        path = path.replace("%40alert", self.alert_key)  # seeds name the live alert "@alert"
+        headers = {"Content-Type": content_type} if content_type else {}
+        async with self.http.post(self.base + path, data=body, headers=headers) as answer:
+            raw = await answer.read()
+            status = answer.status
+        assert status in API_STATUSES, f"{path[:80]}: status {status}: {raw[:300]!r}"
+        if status >= 400:
+            import msgspec
+
+            value = msgspec.json.decode(raw)
+            assert isinstance(value, dict) and set(value) == {"error"}, raw[:300]
+            _one_line(value["error"])
+
+    def __call__(self, data: bytes) -> None:
+        self.loop.run_until_complete(self._post(data))
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.delivery.cancel()
+            await asyncio.gather(self.delivery, return_exceptions=True)
+            await self.http.close()
+            await self.api.close()
+            await self.server.stop()
+
+        self.loop.run_until_complete(stop())
+        self.loop.close()
+
+
+# -------------------------------------------------------------------------------------- seeds
+
+
+TARGETS: tuple[str, ...] = ("csvlog", "jsonlog", "stderr", "pgaudit", "settings", "api")
+
+
+def target(name: str) -> Check:
+    """The check function of a target (the settings and API targets hold state: make one per
+    process)."""
+    simple: dict[str, Check] = {
+        "csvlog": check_csvlog,
+        "jsonlog": check_jsonlog,
+        "stderr": check_stderr,
+        "pgaudit": check_pgaudit,
+    }
+    if name in simple:
+        return simple[name]
+    if name == "settings":
+        return SettingsTarget()
+    if name == "api":
+        return ApiTarget()
+    raise ValueError(f"unknown fuzz target {name!r}, expected one of {', '.join(TARGETS)}")
+
+
+_HOSTILE_STATEMENTS = (
+    "SELECT * FROM crm.client_list",
+    "SELECT $1, $2 FROM crm.client_list WHERE name = 'Zoë \"🙂\"'",
+    'SELECT 1 /* "\n2026-11-29 03:41:04.994 UTC,"x",... */ FROM crm.client_list',
+    "COPY crm.client_list TO STDOUT",
+    "SELECT '[red]x[/] \x1b[31mred\x1b]0;pwned\x07'",
+)
+
+
+def _messages() -> list[str]:
+    from tests.unit.pglog import _corpus, audit_message
+
+    corpus = list(_corpus() or ())
+    own = [audit_message(s, ("1", "Org 1,5", 'say "hi"'), rows=3) for s in _HOSTILE_STATEMENTS] + [
+        audit_message(class_="ROLE", command="REVOKE", statement="REVOKE SELECT ON t FROM a"),
+        audit_message(class_="MISC", command="SET", statement="SET pgaudit.log = 'none'"),
+        audit_message(parameters="<not logged>", statement="<previously logged>"),
+    ]
+    return own + corpus[:: max(1, len(corpus) // 40)]
+
+
+def seeds(name: str) -> list[bytes]:
+    """Starting inputs for a target: real-shaped and small (a fuzzer grows them)."""
+    from tests.unit.pglog import CHECKPOINTER, FORMATS, READER, jsonlog
+
+    if name in ("csvlog", "jsonlog", "stderr"):
+        write = FORMATS[name]
+        messages = _messages()
+        out = [write(m, READER) for m in messages]
+        out.append(b"".join(write(m, READER) for m in messages[:4]))
+        out.append(write("checkpoint starting: time", CHECKPOINTER))
+        denied = "permission denied for table client_list"
+        if name == "jsonlog":
+            out.append(jsonlog(denied, READER, severity="ERROR", state="42501"))
+        elif name == "csvlog":
+            out.append(FORMATS["csvlog"](denied, READER, severity="ERROR", state="42501"))
+        else:
+            out.append(FORMATS["stderr"](denied, READER, severity="ERROR"))
+        return out
+    if name == "pgaudit":
+        return [m.removeprefix("AUDIT: ").encode() for m in _messages()]
+    if name == "settings":
+        files = [ROOT / "settings.toml", *sorted((ROOT / "deploy").glob("**/*.toml"))]
+        out = [p.read_bytes() for p in files if p.is_file()]
+        out += [
+            b'[[tables]]\nname = "crm.client_list"\n[api]\ntoken = "0123456789abcdef0123"\n',
+            b'[alerts.pagerduty]\nrouting_key = "R0UTINGKEY0123456789"\n',
+            b'[[expected]]\nuser = "backup"\napplication_name = "pg_dump"\nnote = "nightly"\n',
+            b'[alerts]\nquiet_hours = "22:00-07:00"\n',
+        ]
+        return out
+    if name == "api":
+        mallory = b'"user": "mallory", "client_addr": "10.9.9.9", "application_name": "psql"'
+        reader = mallory + b', "table": "crm.client_list", "operator": "alice"'
+        return [
+            api_input(0, 0, b"{" + reader + b', "severity": "critical", "note": "n"}'),
+            api_input(1, 0, b'{"operator": "alice", "note": "on it"}', b"@alert"),
+            api_input(2, 0, b'{"operator": "alice"}', b"@alert"),
+            api_input(3, 0, b"{" + reader + b', "note": "known"}'),
+            api_input(4, 1, b"{" + reader + b', "seconds": 600}'),
+            api_input(5, 0, b"{" + reader + b"}", b"4242"),
+            api_input(6, 0, b"{" + reader + b"}", b"4242"),
+            api_input(0, 2, b"not json"),
+            api_input(4, 0, b'{"seconds": 1e400, "reasons": [{"code": "bulk_read"}]}'),
+        ]
+    raise ValueError(f"unknown fuzz target {name!r}")
