@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from collectors.pgaudit import (
+    MAX_DIGITS,
     PARAMETER_TOKENS,
     STATEMENT_TOKENS,
     MalformedRecord,
@@ -133,10 +134,11 @@ class EventBuilder:
                     and (kind == "OBJECT" or kind == "SESSION")
                     and fields[1].isdecimal()
                     and fields[2].isdecimal()
+                    and len(fields[1]) + len(fields[2]) <= MAX_DIGITS  # else audit_fields says
                     and '"' not in raw
                     and "\n" not in raw
                     and "\r" not in raw
-                    and (count == 9 or fields[9].isdecimal())
+                    and (count == 9 or (fields[9].isdecimal() and len(fields[9]) <= MAX_DIGITS))
                 ):
                     statement = fields[7]
                     record = (

@@ -45,6 +45,11 @@ _CSV_DENIED = b',42501,"'
 _CSV_MIN_COLUMNS = 22  # PostgreSQL 13 wrote 24 columns, 14-17 write 26
 
 
+def _is_pid(text: str) -> bool:
+    """A process id as csvlog writes it (`isdigit` alone takes "²", which `int` refuses)."""
+    return text.isdecimal() and len(text) <= 10
+
+
 class CsvLog(LogFormat):
     """`log_destination = 'csvlog'`."""
 
@@ -153,7 +158,7 @@ class CsvLog(LogFormat):
             rows = list(csv.reader((decode(blob),), strict=True))
         except csv.Error:
             return False
-        return len(rows) == 1 and len(rows[0]) >= _CSV_MIN_COLUMNS and rows[0][3].isdigit()
+        return len(rows) == 1 and len(rows[0]) >= _CSV_MIN_COLUMNS and _is_pid(rows[0][3])
 
     def parse(self, records: list[bytes]) -> list[AccessEvent]:
         if not records:
@@ -198,7 +203,7 @@ class CsvLog(LogFormat):
         records = 0
         for row in rows:
             records += 1
-            if len(row) < _CSV_MIN_COLUMNS or not row[3].isdigit():
+            if len(row) < _CSV_MIN_COLUMNS or not _is_pid(row[3]):
                 if strict:
                     raise _NotCsvlog
                 stats.bad(f"csvlog: {len(row)} columns, expected 26")

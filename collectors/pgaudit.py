@@ -23,6 +23,11 @@ PARAMETER_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED, NO_PARAMETERS})
 _AUDIT_TYPES = frozenset({"SESSION", "OBJECT"})
 
 
+MAX_DIGITS = 20
+"""pgaudit's ids and row counts are 64-bit: a longer number is damage (and `int` refuses a
+number of over 4,300 digits)."""
+
+
 class MalformedRecord(ValueError):
     """A log record that claims to be something it cannot be parsed as."""
 
@@ -111,6 +116,8 @@ def audit_fields(fields: list[str]) -> AuditFields:
     rows = fields[9] if count == 10 else "0"
     if not (statement_id.isdecimal() and substatement_id.isdecimal() and rows.isdecimal()):
         raise MalformedRecord("pgaudit record has a non-numeric id or row count")
+    if max(len(statement_id), len(substatement_id), len(rows)) > MAX_DIGITS:
+        raise MalformedRecord(f"pgaudit record has an id or row count over {MAX_DIGITS} digits")
     statement: str | None = fields[7]
     if statement in STATEMENT_TOKENS:
         statement = None

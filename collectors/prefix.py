@@ -22,7 +22,7 @@ _ESCAPES: dict[str, tuple[str | None, str]] = {
     "b": (None, r".*?"),
     "r": ("r", r"\S*?"),
     "h": ("h", r"\S*?"),
-    "p": ("p", r"\d+"),
+    "p": ("p", r"[0-9]{1,10}"),
     "P": (None, r"\d*"),
     "t": ("t", _TS),
     "m": ("m", _TS),

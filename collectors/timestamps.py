@@ -79,7 +79,7 @@ def zone_for(abbreviation: str) -> tzinfo:
     if abbreviation in _ABBREVIATIONS:
         hours = _ABBREVIATIONS[abbreviation]
         return UTC if hours == 0 else timezone(timedelta(hours=hours))
-    if abbreviation[:1] in "+-" and abbreviation[1:].replace(":", "").isdigit():
+    if abbreviation[:1] in "+-" and abbreviation[1:].replace(":", "").isdecimal():
         sign = -1 if abbreviation[0] == "-" else 1
         digits = abbreviation[1:].replace(":", "")
         if len(digits) <= 2:
@@ -120,8 +120,8 @@ class TimestampParser:
             and text[19] == "."
             and text[23] == " "
             and text[16] == ":"
-            and text[17:19].isdigit()
-            and text[20:23].isdigit()
+            and text[17:19].isdecimal()  # not isdigit: int() refuses "²"
+            and text[20:23].isdecimal()
         ):
             # the common `%m` shape: the minute and zone are cached, seconds and ms added
             key = text[:16] + text[23:]
@@ -159,7 +159,7 @@ class TimestampParser:
         if rest[:1] == ".":
             space = rest.find(" ")
             frac = rest[1:space] if space > 0 else rest[1:]
-            if not frac.isdigit():
+            if not frac.isdecimal():
                 raise BadTimestamp(f"bad timestamp {text[:40]!r}")
             micro = int((frac + "000000")[:6])
             rest = rest[space:] if space > 0 else ""
@@ -207,6 +207,6 @@ class TimestampParser:
             BadTimestamp: not a number of seconds.
         """
         seconds, _, frac = text.partition(".")
-        if not seconds.isdigit() or (frac and not frac.isdigit()) or len(seconds) > 12:
+        if not seconds.isdecimal() or (frac and not frac.isdecimal()) or len(seconds) > 12:
             raise BadTimestamp(f"bad epoch timestamp {text[:40]!r}")
         return int(seconds) * 1_000_000 + int((frac + "000000")[:6])

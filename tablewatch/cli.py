@@ -31,7 +31,7 @@ def _table_arg(text: str) -> TableName:
     name, sep, rows = text.partition("=")
     count: int | None = None
     if sep:
-        if not rows.strip().isdigit():
+        if not rows.strip().isdecimal() or len(rows) > 18:
             raise argparse.ArgumentTypeError(f"row count must be a whole number in {text!r}")
         count = int(rows)
     try:

@@ -53,7 +53,9 @@ class Address:
         (Address(host='127.0.0.1', port=9746), Address(host='::1', port=80))
         """
         host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 or not host:
+            raise ListenError(f"listen address {text!r}: expected host:port")
+        if not 0 <= int(port) <= 65535:
             raise ListenError(f"listen address {text!r}: expected host:port")
         return cls(host.removeprefix("[").removesuffix("]"), int(port))
 

@@ -173,6 +173,30 @@ FOUND = [
     ),
 ]
 
+_AUDIT = b'"AUDIT: SESSION,1,1,READ,SELECT,TABLE,t,SELECT 1,<none>"'
+FOUND += [
+    # str.isdigit() takes "\u00b2" (superscript two), int() does not: a pid or a second of it
+    # raised ValueError out of the parser
+    (
+        "csvlog",
+        b'2026-11-29 03:41:04.994 UTC,"u","d",77\xc2\xb2,"[local]",6b0b9ed0.1e32,1,"SELECT",'
+        b"2026-11-29 03:41:04 UTC,3/14,0,LOG,00000,"
+        + _AUDIT
+        + b',,,,,,,,,"psql","client backend",,0\n',
+    ),
+    (
+        "jsonlog",
+        b'{"timestamp":"2026-11-29 03:41:0\xc2\xb2.994 UTC","pid":1,"message":' + _AUDIT + b"}\n",
+    ),
+    # a statement id of 5,000 digits: past int()'s limit (ValueError)
+    ("pgaudit", b"OBJECT," + b"9" * 5000 + b",1,READ,SELECT,TABLE,t,SELECT 1,<none>"),
+    (
+        "stderr",
+        b"2026-11-29 03:41:04.994 UTC [" + b"7" * 5000 + b"] u@d [local] psql LOG:  "
+        b"AUDIT: SESSION,1,1,READ,SELECT,TABLE,t,SELECT 1,<none>\n",
+    ),
+]
+
 
 @pytest.mark.parametrize(
     ("name", "data"), FOUND, ids=[f"{n}-{i}" for i, (n, _) in enumerate(FOUND)]
