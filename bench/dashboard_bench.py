@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import json
 import math
 import os
 import platform
 import pstats
 import random
+import resource
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -76,16 +78,29 @@ def principal(i: int) -> tuple[str, str, str]:
     return f"svc_{i % 40}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", APPS[i % 4]
 
 
+def hostile_statement(kind: str) -> str | None:
+    """`--hostile`: a 1 MB statement, or one of 10,000 lines (with markup and escapes)."""
+    if kind == "1mb":
+        filler = "'[red]x[/] \x1b[31mred\x1b]0;pwned\x07 Zoë 🙂' || "
+        return BULK + " WHERE note = " + filler * (1_000_000 // len(filler)) + "''"
+    if kind == "lines":
+        return BULK + " WHERE id IN (\n" + ",\n".join(str(i) for i in range(10_000)) + "\n)"
+    return None
+
+
 class Traffic:
     """An EventSource: key lookups (95%), pages of 100 rows (5%), bulk reads (0.1%); known
-    principals and a few new ones (0.5%); `rate` events/s in 100 ms batches."""
+    principals and a few new ones (0.5%); `rate` events/s in 100 ms batches. With `hostile`,
+    every batch also carries one whole-table read by `mallory` whose statement is that text
+    (critical: the top row, its statement in the detail pane)."""
 
     name = "bench-traffic"
 
-    def __init__(self, principals: int, rate: int, seed: int = 7) -> None:
+    def __init__(self, principals: int, rate: int, seed: int = 7, hostile: str = "none") -> None:
         self.rng, self.principals, self.rate = random.Random(seed), principals, rate
         self.fresh, self.events, self.build_cpu = principals, 0, 0.0
         self.ids: dict[int, int] = {}
+        self.hostile = hostile_statement(hostile)
 
     def event(self, i: int, time_us: int, roll: float) -> AccessEvent:
         user, addr, app = principal(i)
@@ -108,6 +123,29 @@ class Traffic:
             if self.rng.random() < 0.005:
                 i, self.fresh = self.fresh, self.fresh + 1
             out.append(self.event(i, now_us - (count - k) * 100_000 // count, self.rng.random()))
+        if self.hostile is not None:
+            sid = self.ids[-1] = self.ids.get(-1, 0) + 1
+            out.append(
+                AccessEvent(
+                    now_us,
+                    EventKind.AUDIT,
+                    "mallory",
+                    "crm",
+                    "10.66.6.6",
+                    "psql",
+                    "m.1",
+                    "OBJECT",
+                    sid,
+                    1,
+                    "READ",
+                    "SELECT",
+                    "TABLE",
+                    WATCHED,
+                    self.hostile,
+                    None,
+                    ROWS,
+                )  # fmt: skip
+            )
         return out
 
     def prefeed(self, live: LiveEngine) -> None:
@@ -271,7 +309,7 @@ async def bench(args: argparse.Namespace) -> list[str]:
         engine = Engine(EngineConfig(tables=(TableName.parse(WATCHED, ROWS),)))
         center = alert_center(AlertsSettings(), Path(tmp) / "state")  # the local sink
         live = TimedLive(engine, center, trail=OperatorTrail(Path(tmp) / "state"), name="bench")
-        traffic = Traffic(args.principals, args.rate)
+        traffic = Traffic(args.principals, args.rate, hostile=args.hostile)
         traffic.prefeed(live)
         readers0, findings0 = len(engine._readers), len(engine._findings)
         live.attach(traffic)
@@ -311,8 +349,24 @@ async def bench(args: argparse.Namespace) -> list[str]:
     cpu_ok, keys_ok = pct(per_refresh, 0.95) < 0.150, pct(keys, 0.95) < 0.100 and not missed
     mean = (cpu_s - feed_s) / max(len(handler), 1)
     width, height = args.size
+    if args.json:  # written by main()
+        args.figures = {
+            "principals": args.principals,
+            "hostile": args.hostile,
+            "size": f"{width}x{height}",
+            "refreshes": len(handler),
+            "handler_wall_ms": [pct([h[0] for h in handler], q) * 1000 for q in (0.5, 0.95)],
+            "snapshot_ms": [pct(snaps, q) * 1000 for q in (0.5, 0.95)],
+            "cpu_per_refresh_ms": [pct(per_refresh, q) * 1000 for q in (0.5, 0.95)],
+            "key_ms": [pct(keys, q) * 1000 for q in (0.5, 0.95)],
+            "keys_missed": missed,
+            "gc_pause_max_ms": max(collections.pauses, default=0.0) * 1000,
+            "readers": readers1,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
     return [
         f"### {args.principals:,} principals, {args.rate:,} events/s, {width}x{height}, "
+        f"{'' if args.hostile == 'none' else f'hostile statement {args.hostile}, '}"
         f"{args.seconds:g} s{' (under cProfile: inflated)' if profile else ''}",
         "",
         "| measure | n | p50 ms | p95 ms | max ms | target ms |",
@@ -363,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=lambda s: tuple(map(int, s.split("x"))), default=(120, 40))
     parser.add_argument("--presses", type=int, default=51)
     parser.add_argument("--profile", action="store_true", help="cProfile the cpu phase")
+    parser.add_argument(
+        "--hostile",
+        choices=("none", "1mb", "lines"),
+        default="none",
+        help="a critical reader whose every read is a 1 MB or a 10,000-line statement",
+    )
+    parser.add_argument("--json", help="also write the key figures to this JSON file")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     command = " ".join([".venv/bin/python bench/dashboard_bench.py", *sys.argv[1:]])
@@ -373,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     (OUT / "dashboard-bench.md").write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(args.figures, indent=1) + "\n")
     return 0
 
 

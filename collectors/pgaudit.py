@@ -18,6 +18,12 @@ PREVIOUSLY_LOGGED = "<previously logged>"
 NO_PARAMETERS = "<none>"
 LONG_PARAM_SUPPRESSED = "<long param suppressed>"
 
+CSV_FIELD_LIMIT = 1 << 30
+"""The csv module refuses a field over 128 KiB by default: a statement padded past that (a
+comment will do) made its audit record malformed, the read unseen. PostgreSQL takes statements
+up to 1 GB; the framers bound what is read (logformats.MAX_OPEN_RECORD), not this."""
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))  # per process: workers too
+
 STATEMENT_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED})
 PARAMETER_TOKENS = frozenset({NOT_LOGGED, PREVIOUSLY_LOGGED, NO_PARAMETERS})
 _AUDIT_TYPES = frozenset({"SESSION", "OBJECT"})

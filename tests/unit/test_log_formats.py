@@ -384,3 +384,14 @@ def test_sniff_recognises_each_format_even_after_background_lines(fmt: str) -> N
 )
 def test_sniff_refuses_what_is_not_a_server_log(head: bytes) -> None:
     assert sniff(head) is None
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_a_statement_padded_past_a_megabyte_is_still_seen(fmt: str) -> None:
+    """The csv module refuses fields over 128 KiB unless told otherwise: a `SELECT *` padded with
+    a 1 MB comment was a malformed record, the read unseen (found by bench/bounds_bench.py)."""
+    statement = "SELECT * FROM crm.client_list /* " + "pad " * 250_000 + "*/"
+    data = FORMATS[fmt](audit_message(statement, rows=50_000), READER)
+    events, stats = parse_log(fmt, data, ["crm.client_list"])
+    assert stats.malformed == 0
+    assert [(e.statement, e.rows) for e in events] == [(statement, 50_000)]
