@@ -29,6 +29,7 @@ bench:
 	$(BIN)/python bench/dashboard_bench.py
 	$(BIN)/python bench/alerts_bench.py
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/bounds_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
