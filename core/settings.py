@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.durations import parse_duration
+from core.safetext import safe
 from core.tables import TableName
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -447,10 +448,10 @@ def _explain(exc: ValidationError) -> str:
         given = err.get("input")
         secret = any(str(part) in _SECRET_KEYS for part in loc)
         quiet = secret or isinstance(given, dict | list) or "got" in message
-        shown = "" if quiet else f" (got {given!r})"
-        what = f"{message}{shown}"
+        shown = "" if quiet else f" (got {safe(repr(given), 80)})"
+        what = f"{safe(message, 300)}{shown}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{_where(loc)}: {what}{more}"
+    return f"{_where(tuple(p if isinstance(p, int) else safe(p, 60) for p in loc))}: {what}{more}"
 
 
 def _check_environment(environ: Mapping[str, str]) -> None:
@@ -464,7 +465,8 @@ def _check_environment(environ: Mapping[str, str]) -> None:
         for i, part in enumerate(parts):
             field = model.model_fields.get(part)
             if field is None:
-                raise SettingsError(f"environment: {name}: unknown setting {'.'.join(parts)!r}")
+                where = safe(name, 100)  # any bytes but NUL and "=" may be in a variable's name
+                raise SettingsError(f"environment: {where}: unknown setting {'.'.join(parts)!r}")
             annotation = field.annotation
             nested = [
                 a
@@ -473,10 +475,12 @@ def _check_environment(environ: Mapping[str, str]) -> None:
             ]
             if i + 1 < len(parts):
                 if not nested:
-                    raise SettingsError(f"environment: {name}: {part!r} has no sub-keys")
+                    raise SettingsError(f"environment: {safe(name, 100)}: {part!r} has no sub-keys")
                 model = nested[0]
             elif nested and part not in ("tables", "expected"):
-                raise SettingsError(f"environment: {name}: {part!r} is a section, not a key")
+                raise SettingsError(
+                    f"environment: {safe(name, 100)}: {part!r} is a section, not a key"
+                )
 
 
 @contextmanager

@@ -211,8 +211,24 @@ def _secrets(value: Any, key: str = "") -> Iterator[str]:
         yield value
 
 
+def settings_environment(raw: bytes) -> dict[str, str]:
+    """`NAME=VALUE` lines as TABLEWATCH_* variables (the prefix added when missing); names the
+    environment cannot hold are left out."""
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        name, sep, value = line.partition("=")
+        name = name.strip().upper()
+        if not sep or not name or "\x00" in line or not name.isascii():
+            continue
+        if not name.startswith("TABLEWATCH_"):
+            name = "TABLEWATCH_" + name
+        out[name] = value
+    return out
+
+
 class SettingsTarget:
-    """settings.toml from bytes, read by `load_settings` (no TABLEWATCH_* in the environment)."""
+    """settings.toml from bytes, read by `load_settings`; after a NUL byte, `NAME=VALUE` lines
+    are TABLEWATCH_* environment variables for that read (and only that read)."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tw-fuzz-settings-"))
@@ -221,21 +237,33 @@ class SettingsTarget:
             del os.environ[name]
 
     def __call__(self, data: bytes) -> None:
-        self.path.write_bytes(data)
+        toml, _, env = data.partition(b"\x00")
+        environment = settings_environment(env)
+        self.path.write_bytes(toml)
+        os.environ.update(environment)
         try:
             settings = load_settings(self.path, search=False)
         except SettingsError as exc:
             reason = str(exc)
-            assert reason.startswith(f"{self.path}: "), reason[:200]
-            _one_line(reason[len(str(self.path)) :])
+            where = str(self.path) if reason.startswith(str(self.path)) else "environment: "
+            assert reason.startswith(where), reason[:200]
+            _one_line(reason[len(where) :])
+            secrets = [v for k, v in environment.items() if _secret_variable(k) and len(v) >= 6]
             try:
-                document = tomllib.loads(data.decode("utf-8"))
+                secrets += _secrets(tomllib.loads(toml.decode("utf-8")))
             except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-                return
-            for secret in _secrets(document):
+                pass
+            for secret in secrets:
                 assert secret not in reason, "a secret's value is echoed in the error"
             return
+        finally:
+            for name in environment:
+                os.environ.pop(name, None)
         assert isinstance(settings, Settings)
+
+
+def _secret_variable(name: str) -> bool:
+    return name.rsplit("__", 1)[-1].lower() in _SECRET_KEYS
 
 
 # ---------------------------------------------------------------------------------------- API
@@ -425,6 +453,9 @@ def seeds(name: str) -> list[bytes]:
             b'[alerts.pagerduty]\nrouting_key = "R0UTINGKEY0123456789"\n',
             b'[[expected]]\nuser = "backup"\napplication_name = "pg_dump"\nnote = "nightly"\n',
             b'[alerts]\nquiet_hours = "22:00-07:00"\n',
+            b'[[tables]]\nname = "crm.client_list"\n\x00API__TOKEN=0123456789abcdef0123\n'
+            b"DATABASE__POLL_INTERVAL=5s\nALERTS__PAGE_ON=warning\n",
+            b'[[tables]]\nname = "t"\n\x00ALERTS__WEBHOOK__SECRET=s3cr3t-value\nAPI__LISTEN=x\n',
         ]
         return out
     if name == "api":
