@@ -113,7 +113,9 @@ class CsvLog(LogFormat):
                     out.append(blob)
                 pos = close + 1
                 continue
-            resume = self._resync(buf, pos, end)
+            # within the blob only: what lies past it may not have arrived yet, and the tail must
+            # frame the same records whatever the pieces the log comes in
+            resume = self._resync(buf, pos, end, close + 1)
             records += 1
             self.stats.bad("csvlog record cut short (resynchronised)")
             pos = resume if resume is not None else close + 1
@@ -125,10 +127,11 @@ class CsvLog(LogFormat):
             out.append(raw)
 
     @staticmethod
-    def _resync(buf: bytes, start: int, first_end: int) -> int | None:
-        """Offset of the first line after `start`'s first line that starts like a csvlog record."""
+    def _resync(buf: bytes, start: int, first_end: int, limit: int | None = None) -> int | None:
+        """Offset of the first line after `start`'s first line (and before `limit`) that starts
+        like a csvlog record."""
         line = first_end + 1
-        n = len(buf)
+        n = len(buf) if limit is None else limit
         while line < n:
             if _CSV_RECORD_START.match(buf, line):
                 return line

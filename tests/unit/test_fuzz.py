@@ -198,6 +198,36 @@ FOUND += [
 ]
 
 
+FOUND += [
+    # settings: a long value, in the file or the environment, was echoed whole in the error; a
+    # variable's name with a control character was printed raw
+    ("settings", b'[audit_log]\npoll_interval = "' + b"x" * 3000 + b'"\n'),
+    ("settings", b'[[tables]]\nname = "t"\n\x00DATABASE__POLL_INTERVAL=' + b"y" * 3000),
+    ("settings", b"[" + b"k" * 3000 + b"]\n"),
+    ("settings", b"\x00\x1b]0;pwned\x07=1"),
+]
+
+
+FOUND += [
+    # csvlog: after a damaged record, the framer looked for the next record start past the
+    # record's end, where the tail may not have read yet: the log in pieces framed differently
+    (
+        "csvlog",
+        b'2026-112026-11-29 03:41:04.994 UTC,"reader","postgres",7730,"127.0.0.1'
+        b':dit_log]\nd0.1e32,1,"EXECUTErg 1,""hE\x05\x00\x00""""""",3",,,,,,,,,"psql",F"cl'
+        b'ient backend",,\x91\n2026-11-29 :\x00\x00\x00\x00\x00\x00\x00\x05TC,"reader","postgres",7730,"127.'
+        b'0.0.1:53552",6b0b9ed0.1e32,1,"EXECUTE",2026-11-29 03:41:04 UTC,3/14,0,'
+        b'LOG,00000,"AUDIT: OBJECT,1,1,READ,SELECT\n2026-11-29 03:41:04.994 UTC,"'
+        b'"""x"""",... */ FROM crm.client_lis\x8c\xdd\xdd\xd3\xdd\xdd\xce\xda""""Org.1:53552",6b0b9ed0.1'
+        b'e32,1,"EXECUTE",2026-11-29 03:41:04 UTC,3/14,0,LOG,00000,"AUDIT: OBJEC'
+        b'T,1,1,READ,SELECT\n2026-11-29 03:41:04.994 UTC,"\n 2,5""reader","postgre'
+        b's",7730,"127.0.0.1:53552",6b0b9ed0.1e32,1,"EXECUTE",2026-11-\xcb9 03:41:0'
+        b'4 UTC,3/14,0,LOG,00000,"AUDIT: SESSION,13,2,WRI]E,INSERT,TABLEp (,S1, '
+        b'\'a\')"",<none>null,1",,,,,,,,,"psql","clieackend",,0\n',
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("name", "data"), FOUND, ids=[f"{n}-{i}" for i, (n, _) in enumerate(FOUND)]
 )
