@@ -213,17 +213,23 @@ FOUND += [
     # record's end, where the tail may not have read yet: the log in pieces framed differently
     (
         "csvlog",
-        b'2026-112026-11-29 03:41:04.994 UTC,"reader","postgres",7730,"127.0.0.1'
-        b':dit_log]\nd0.1e32,1,"EXECUTErg 1,""hE\x05\x00\x00""""""",3",,,,,,,,,"psql",F"cl'
-        b'ient backend",,\x91\n2026-11-29 :\x00\x00\x00\x00\x00\x00\x00\x05TC,"reader","postgres",7730,"127.'
-        b'0.0.1:53552",6b0b9ed0.1e32,1,"EXECUTE",2026-11-29 03:41:04 UTC,3/14,0,'
-        b'LOG,00000,"AUDIT: OBJECT,1,1,READ,SELECT\n2026-11-29 03:41:04.994 UTC,"'
-        b'"""x"""",... */ FROM crm.client_lis\x8c\xdd\xdd\xd3\xdd\xdd\xce\xda""""Org.1:53552",6b0b9ed0.1'
-        b'e32,1,"EXECUTE",2026-11-29 03:41:04 UTC,3/14,0,LOG,00000,"AUDIT: OBJEC'
-        b'T,1,1,READ,SELECT\n2026-11-29 03:41:04.994 UTC,"\n 2,5""reader","postgre'
-        b's",7730,"127.0.0.1:53552",6b0b9ed0.1e32,1,"EXECUTE",2026-11-\xcb9 03:41:0'
-        b'4 UTC,3/14,0,LOG,00000,"AUDIT: SESSION,13,2,WRI]E,INSERT,TABLEp (,S1, '
-        b'\'a\')"",<none>null,1",,,,,,,,,"psql","clieackend",,0\n',
+        b'2026-112026-11-29 03:41:04.994 UTC,"reader","'
+        b'postgres",7730,"127.0.0.1:dit_log]\nd0.1e32,1,'
+        b'"EXECUTErg 1,""hE\x05\x00\x00""""""",3",,,,,,,,,"psql"'
+        b',F"client backend",,\x91\n2026-11-29 :\x00\x00\x00\x00\x00\x00\x00\x05TC,'
+        b'"reader","postgres",7730,"127.0.0.1:53552",6b'
+        b'0b9ed0.1e32,1,"EXECUTE",2026-11-29 03:41:04 U'
+        b'TC,3/14,0,LOG,00000,"AUDIT: OBJECT,1,1,READ,S'
+        b'ELECT\n2026-11-29 03:41:04.994 UTC,""""x"""",.'
+        b'.. */ FROM crm.client_lis\x8c\xdd\xdd\xd3\xdd\xdd\xce\xda""""Org.1:53'
+        b'552",6b0b9ed0.1e32,1,"EXECUTE",2026-11-29 03:'
+        b'41:04 UTC,3/14,0,LOG,00000,"AUDIT: OBJECT,1,1'
+        b',READ,SELECT\n2026-11-29 03:41:04.994 UTC,"\n 2'
+        b',5""reader","postgres",7730,"127.0.0.1:53552"'
+        b',6b0b9ed0.1e32,1,"EXECUTE",2026-11-\xcb9 03:41:0'
+        b'4 UTC,3/14,0,LOG,00000,"AUDIT: SESSION,13,2,W'
+        b'RI]E,INSERT,TABLEp (,S1, \'a\')"",<none>null,1"'
+        b',,,,,,,,,"psql","clieackend",,0\n',
     ),
 ]
 
