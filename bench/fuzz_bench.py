@@ -232,7 +232,8 @@ def main() -> int:
     report = "\n".join(lines) + "\n"
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"fuzz-{stamp:%Y-%m-%d}.md"
+    part = "" if names == list(fuzzkit.TARGETS) else "-" + "-".join(names)
+    path = args.out / f"fuzz-{stamp:%Y-%m-%d}{part}.md"
     path.write_text(report)
     print(f"written to {path}")
     return 1 if failed else 0
