@@ -85,7 +85,10 @@ class CsvLog(LogFormat):
             while True:
                 nxt = find(b"\n", close + 1)
                 if nxt < 0:
-                    close = -1
+                    if final and not (quotes + count(b'"', close + 1, n)) & 1:
+                        close = n - 1  # whole at the end of the data, only its newline missing
+                    else:
+                        close = -1
                     break
                 quotes += count(b'"', close + 1, nxt)
                 close = nxt

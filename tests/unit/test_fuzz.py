@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import fuzzkit
+from tests.unit.pglog import audit_message, csvlog
 
 TOKENS = (
     b'"',
@@ -230,6 +231,18 @@ FOUND += [
         b'4 UTC,3/14,0,LOG,00000,"AUDIT: SESSION,13,2,W'
         b'RI]E,INSERT,TABLEp (,S1, \'a\')"",<none>null,1"'
         b',,,,,,,,,"psql","clieackend",,0\n',
+    ),
+]
+
+
+FOUND += [
+    # csvlog: the last record, multi-line, whole but for its final newline, was cut at its second
+    # line when that line looks like the start of a record (a statement can make it so)
+    (
+        "csvlog",
+        csvlog(audit_message('SELECT 1 /* "\n2026-11-29 03:41:04.994 UTC,"x",... */ FROM crm.t'))[
+            :-1
+        ],
     ),
 ]
 
