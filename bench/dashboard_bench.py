@@ -141,7 +141,7 @@ class Traffic:
                     "SELECT",
                     "TABLE",
                     WATCHED,
-                    self.hostile,
+                    f"{self.hostile} -- {sid}",  # a new copy each time, as parsed
                     None,
                     ROWS,
                 )  # fmt: skip

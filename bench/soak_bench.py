@@ -1109,7 +1109,10 @@ def verdicts(r: Result) -> list[tuple[str, bool, bool]]:
     """(what, met, is a loss: fails the run)."""
     a = alert_figures(r)
     c = r.comparison
+    written = r.written.watched
     return [
+        (f"the replay of the files has every record written ({c.truth:,} of {written:,}; the "
+         "tail and the agent are held against it)", c.truth == written, True),
         (f"no record lost by the tail consumer ({c.lost:,})", c.lost == 0, True),
         (f"no record twice ({c.duplicates:,})", c.duplicates == 0, True),
         (f"the agent counted every record once ({r.agent_events:,.0f} of {c.truth:,})",

@@ -206,8 +206,13 @@ class Baselines:
             ) from None
         if state.version != STATE_VERSION:
             raise StateError(f"{path}: baselines version {state.version}, expected {STATE_VERSION}")
-        habits = {
-            (p.user, p.client_addr, p.application_name, p.table): Habit.from_record(p.habit)
-            for p in state.principals
-        }
+        try:
+            habits = {
+                (p.user, p.client_addr, p.application_name, p.table): Habit.from_record(p.habit)
+                for p in state.principals
+            }
+        except ValueError as exc:  # a day that is not a number
+            raise StateError(
+                f"{path}: corrupt baselines ({exc}); move it away to start learning afresh"
+            ) from None
         return cls(state.learning_started_us, habits)

@@ -33,7 +33,7 @@ from core.gaps import (
     clock_text,
     role_gaps,
 )
-from core.plans import NO_PLAN, Plans, Sizes
+from core.plans import NO_PLAN, Plan, Plans, Sizes
 from core.principals import FORGET_US, READER_IDLE_US, Principals
 from core.readers import Reader
 from core.rows import estimate_rows
@@ -47,6 +47,9 @@ from core.tamper import TamperDetector
 from core.windows import DAY_US, DENIED, HOUR_US, MINUTE_US, ROWS, Window
 
 _MAX_SESSIONS = 200_000
+SESSION_TEXT_CHARS = 4096
+"""Texts kept per session up to this long; a longer one is kept as its plan (what a later
+`<previously logged>` record of the statement needs)."""
 _MAX_FINDINGS_KEPT = 500
 _MAX_STATEMENTS_KEPT = 20_000
 _MERGED_DETAIL = 600
@@ -112,9 +115,10 @@ class Engine:
         self._readers = self._principals.readers
         """The principals' live readers, looked up per event."""
         self._alarms = Alarms(self.t, config.quiet_period_us, self.learning)
-        self._sessions: dict[str, tuple[int | None, int | None, str, str | None]] = {}
+        self._sessions: dict[str, tuple[int | None, int | None, str, str | Plan | None]] = {}
         """Per session: the last statement (id, substatement id, table, text): to skip the OBJECT
-        record repeating a SESSION record, and to know the text behind `<previously logged>`."""
+        record repeating a SESSION record, and to know the text behind `<previously logged>`. A
+        text over SESSION_TEXT_CHARS is kept as its plan: sessions are many, texts may be huge."""
         self._findings: deque[Finding] = deque(maxlen=_MAX_FINDINGS_KEPT)
         self._pruned_day = -1
         self.events = 0
@@ -219,17 +223,19 @@ class Engine:
         statement = e.statement
         sid = e.session_id
         session = self._sessions.get(sid)
+        known: Plan | None = None  # the plan of a long text logged before
         if session is not None and session[0] == e.statement_id:
             if session[1] == e.substatement_id and session[2] == name:
                 self.duplicates += 1  # the SESSION and OBJECT records of one statement
                 if self._ledgers and e.audit_type == "OBJECT":  # or a self-join: two scans
                     self._ledgers[name].audited(e.time_us, e.user, 0, False, False)
                 return None
-            if statement is None:
-                statement = session[3]  # <previously logged>
-        if len(self._sessions) >= _MAX_SESSIONS:
-            self._sessions.clear()
-        self._sessions[sid] = (e.statement_id, e.substatement_id, name, statement)
+            if statement is None:  # <previously logged>
+                kept = session[3]
+                if isinstance(kept, Plan):
+                    known = kept
+                else:
+                    statement = kept
         t = e.time_us
         r = self._readers.get((e.user, e.client_addr, e.application_name, name))
         if r is None:
@@ -238,9 +244,13 @@ class Engine:
         if t >= r.next_expiry:
             alarms.lapse(r, t)
         size = table.rows
-        plan = self._plan_of.get(statement) if statement is not None else NO_PLAN
+        plan = known or (self._plan_of.get(statement) if statement is not None else NO_PLAN)
         if plan is None or plan.size != size:
             plan = self._plans.make(statement, size)
+        if len(self._sessions) >= _MAX_SESSIONS:
+            self._sessions.clear()
+        long = known is not None or (statement is not None and len(statement) > SESSION_TEXT_CHARS)
+        self._sessions[sid] = (e.statement_id, e.substatement_id, name, plan if long else statement)
         rows = e.rows
         estimated = rows is None
         if rows is None:

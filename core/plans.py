@@ -10,7 +10,7 @@ The engine's hot path reads both caches directly (`Sizes.by_object`, `Plans.by_t
 from __future__ import annotations
 
 from core.rows import estimate_rows
-from core.shapes import Shape, ShapeCache, ShapeKind
+from core.shapes import MAX_TEXT_KEY, Shape, ShapeCache, ShapeKind
 from core.tables import TableName, WatchedTables
 
 NO_SHAPE = Shape(ShapeKind.OTHER, parsed=False)
@@ -130,7 +130,7 @@ class Plans:
         depends = shape.limit_param is not None or shape.key_array_param is not None
         rows = -1 if depends else estimate_rows(shape, None, size, self.filtered_estimate)
         plan = Plan(shape, size, rows)
-        if statement is not None:
+        if statement is not None and len(statement) <= MAX_TEXT_KEY:  # 50,000 keys of 1 MB...
             if len(self.by_text) >= _MAX_PLANS:
                 self.by_text.clear()
             self.by_text[statement] = plan

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.durations import parse_duration
 from core.safetext import safe
@@ -466,7 +467,8 @@ def _check_environment(environ: Mapping[str, str]) -> None:
             field = model.model_fields.get(part)
             if field is None:
                 where = safe(name, 100)  # any bytes but NUL and "=" may be in a variable's name
-                raise SettingsError(f"environment: {where}: unknown setting {'.'.join(parts)!r}")
+                what = safe(repr(".".join(parts)), 100)
+                raise SettingsError(f"environment: {where}: unknown setting {what}")
             annotation = field.annotation
             nested = [
                 a
@@ -505,6 +507,8 @@ def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
     try:
         with _file_data(data):
             return Settings()
+    except PydanticSettingsError as exc:  # a complex value (TABLEWATCH_TABLES) that is not JSON
+        raise SettingsError(f"environment: {safe(str(exc), 200)}") from None
     except ValidationError as exc:
         env_note = ""
         if any(k.upper().startswith("TABLEWATCH_") for k in os.environ):

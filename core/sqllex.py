@@ -104,7 +104,10 @@ def _token_value(token: str) -> Value:
     first = token[0]
     if first == "$":
         if token[1:2].isdigit():
-            return Param(int(token[1:]) - 1)
+            number = token[1:]
+            if not (number.isascii() and number.isdigit() and len(number) <= 10):
+                raise _Unknown(token)
+            return Param(int(number) - 1)
         tag = token[: token.index("$", 1) + 1]
         return digit_string(token[len(tag) : -len(tag)])
     if first == "'":

@@ -182,14 +182,21 @@ def make_shape(
     )
 
 
-def integer(number: str) -> int | None:
-    """The integer a numeric literal spells, None for a float.
+MAX_DIGITS = 30
+"""A longer number is not a value a shape uses (no key, limit or offset is that long), and `int`
+refuses a decimal of over 4,300 digits: any reader may send one."""
 
-    >>> [integer(s) for s in ("42", "-3_000_000_000", "0x1F", "007", "1.5", "1e3")]
-    [42, -3000000000, 31, 7, None, None]
+
+def integer(number: str) -> int | None:
+    """The integer a numeric literal spells, None for a float (or one too long to matter).
+
+    >>> [integer(s) for s in ("42", "-3_000_000_000", "0x1F", "007", "1.5", "1e3", "9" * 5000)]
+    [42, -3000000000, 31, 7, None, None, None]
     """
     digits = number.replace("_", "")
     body = digits.removeprefix("-")
+    if len(body) > MAX_DIGITS:
+        return None
     if body[:2].lower() in ("0x", "0o", "0b"):
         try:
             return int(digits, 0)
@@ -200,4 +207,6 @@ def integer(number: str) -> int | None:
 
 def digit_string(content: str) -> int | None:
     """The integer a string constant holds when it is all digits (`'42'`), else None."""
-    return int(content) if content.isascii() and content.isdigit() else None
+    if len(content) > MAX_DIGITS or not (content.isascii() and content.isdigit()):
+        return None
+    return int(content)

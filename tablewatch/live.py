@@ -17,6 +17,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from alerts.center import AlertCenter, wall_us
 from collectors.backends import signal_backend
 from collectors.pgstat import DatabaseLink
@@ -78,6 +80,31 @@ class _Feed:
         if self.error:
             return dataclasses.replace(health, state="error", detail=self.error)
         return health
+
+
+def _bounded_text(text: str | None) -> str | None:
+    if text is not None and len(text) > STATEMENT_CHARS:
+        return text[: STATEMENT_CHARS - 1] + ELLIPSIS
+    return text
+
+
+def _bounded_parameters(params: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if params is not None and (
+        len(params) > PARAMETERS_KEPT or any(len(v) > PARAMETER_CHARS for v in params)
+    ):
+        return tuple(
+            v if len(v) <= PARAMETER_CHARS else v[: PARAMETER_CHARS - 1] + ELLIPSIS
+            for v in params[:PARAMETERS_KEPT]
+        )
+    return params
+
+
+def _bounded_event(e: AccessEvent) -> AccessEvent:
+    """The event as the live tail keeps it: 500 reads of a 1 MB statement must not pin 500 MB."""
+    text, params = _bounded_text(e.statement), _bounded_parameters(e.parameters)
+    if text is e.statement and params is e.parameters:
+        return e
+    return msgspec.structs.replace(e, statement=text, parameters=params)
 
 
 async def _freeze_survivors() -> None:
@@ -202,7 +229,7 @@ class LiveEngine:
             return []
         found = self.engine.process(events if isinstance(events, list) else list(events))
         self._counts.append((time.monotonic(), len(events)))
-        self._tail.extend(events)
+        self._tail.extend(_bounded_event(e) for e in events)
         self._remember_statements(events)
         self._raise(found)
         return found
@@ -275,17 +302,7 @@ class LiveEngine:
                     del remembered[next(iter(remembered))]
             remembered[key] = seen  # most recently active last
             for e in mine:
-                text = e.statement
-                if text is not None and len(text) > STATEMENT_CHARS:
-                    text = text[: STATEMENT_CHARS - 1] + ELLIPSIS
-                params = e.parameters
-                if params is not None and (
-                    len(params) > PARAMETERS_KEPT or any(len(v) > PARAMETER_CHARS for v in params)
-                ):
-                    params = tuple(
-                        v if len(v) <= PARAMETER_CHARS else v[: PARAMETER_CHARS - 1] + ELLIPSIS
-                        for v in params[:PARAMETERS_KEPT]
-                    )
+                text, params = _bounded_text(e.statement), _bounded_parameters(e.parameters)
                 seen.append(StatementSeen(e.time_us, e.command, text, params, e.rows))
 
     def statement_of(self, principal: PrincipalKey) -> str | None:

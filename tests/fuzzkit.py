@@ -12,6 +12,8 @@ crash (a bug); an AssertionError is a broken promise. What each target promises:
   fields or raises `MalformedRecord` with a short one-line reason; the batched splitter and the
   event builder agree with it, and a message it refuses is counted as malformed, never dropped
   silently.
+- `statement` (the text of a statement, the input a reader controls most): its shape, redaction,
+  the tamper recogniser, the relations it names and an engine's processing of it never raise.
 - `settings` (settings.toml): `load_settings` returns settings or raises `SettingsError`: one line,
   bounded, never echoing the value of a secret key.
 - `api` (request bodies and path parameters of the agent's POST endpoints, sent over loopback to a
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import tempfile
 import tomllib
 import zlib
@@ -144,8 +147,10 @@ def check_stderr(data: bytes) -> None:
 
 
 def _one_line(reason: str) -> None:
+    """A reason fit for a terminal or a log: one bounded line, no control characters."""
     assert "\n" not in reason and "\r" not in reason, f"reason on several lines: {reason[:200]!r}"
     assert len(reason) <= REASON_CHARS, f"reason of {len(reason):,} characters"
+    assert not _CONTROL.search(reason), f"control characters in {reason[:200]!r}"
 
 
 def check_pgaudit(data: bytes) -> None:
@@ -191,6 +196,51 @@ def check_pgaudit(data: bytes) -> None:
             assert event.rows == fields.rows
     for sample in stats.samples:
         _one_line(sample)
+
+
+# ---------------------------------------------------------------------------------- statements
+
+
+class StatementTarget:
+    """A statement's text as any reader may send it: its shape (cached, and again through the
+    recipe of a text with the same fingerprint), its redaction for pagers, the tamper recogniser,
+    the relations it names, and one event of it through an engine. None of them may raise."""
+
+    def __init__(self) -> None:
+        from core.shapes import ShapeCache
+        from tests.unit.enginekit import at, engine
+
+        self.cache = ShapeCache()
+        self.make_engine = lambda: engine(learning_hours=0)
+        self.engine = self.make_engine()
+        self.time_us = at(day=3)
+        self.runs = 0
+
+    def __call__(self, data: bytes) -> None:
+        from collectors.controlsql import control_statement
+        from collectors.relations import relations
+        from core.redact import redact
+        from core.shapes import shape_of
+        from tests.unit.enginekit import ev
+
+        text = data.decode("utf-8", "replace")
+        for variant in (text, _DIGIT.sub("7", text)):
+            self.cache.shape(variant)
+        shape_of(text)
+        assert isinstance(redact(text), str)
+        answer = control_statement(text)
+        assert answer is None or isinstance(answer, str)
+        assert isinstance(relations(text), tuple)
+        self.runs += 1
+        if self.runs % 10_000 == 0:  # a fresh engine now and then: its state stays small
+            self.engine = self.make_engine()
+        self.time_us += 1_000_000
+        user = f"u{zlib.crc32(data) % 50}"
+        self.engine.process([ev(self.time_us, text, user=user, rows=zlib.crc32(data) % 60_000)])
+
+
+_DIGIT = re.compile(r"[0-9]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # ----------------------------------------------------------------------------------- settings
@@ -383,7 +433,15 @@ class ApiTarget:
 # -------------------------------------------------------------------------------------- seeds
 
 
-TARGETS: tuple[str, ...] = ("csvlog", "jsonlog", "stderr", "pgaudit", "settings", "api")
+TARGETS: tuple[str, ...] = (
+    "csvlog",
+    "jsonlog",
+    "stderr",
+    "pgaudit",
+    "settings",
+    "api",
+    "statement",
+)
 
 
 def target(name: str) -> Check:
@@ -399,11 +457,21 @@ def target(name: str) -> Check:
         return simple[name]
     if name == "settings":
         return SettingsTarget()
+    if name == "statement":
+        return StatementTarget()
     if name == "api":
         return ApiTarget()
     raise ValueError(f"unknown fuzz target {name!r}, expected one of {', '.join(TARGETS)}")
 
 
+_STATEMENTS = (
+    "SELECT * FROM crm.client_list WHERE id = $1 LIMIT 10 OFFSET 20",
+    "COPY (SELECT * FROM crm.client_list) TO STDOUT",
+    "DECLARE c CURSOR FOR SELECT * FROM crm.client_list; FETCH 1000 FROM c",
+    "SET pgaudit.log = 'none'; SELECT * FROM crm.client_list",
+    "DO $$BEGIN EXECUTE $x$SET pgaudit.log = 'none'$x$; END$$",
+    "SELECT * FROM crm.client_list WHERE name = E'it\\'s' AND id IN (1, 2, 3)",
+)
 _HOSTILE_STATEMENTS = (
     "SELECT * FROM crm.client_list",
     "SELECT $1, $2 FROM crm.client_list WHERE name = 'Zoë \"🙂\"'",
@@ -445,6 +513,12 @@ def seeds(name: str) -> list[bytes]:
         return out
     if name == "pgaudit":
         return [m.removeprefix("AUDIT: ").encode() for m in _messages()]
+    if name == "statement":
+        from collectors.pgaudit import parse_audit_message
+
+        texts = {parse_audit_message(m).statement or "" for m in _messages()}
+        texts |= set(_STATEMENTS)
+        return sorted(t.encode() for t in texts if t)
     if name == "settings":
         files = [ROOT / "settings.toml", *sorted((ROOT / "deploy").glob("**/*.toml"))]
         out = [p.read_bytes() for p in files if p.is_file()]

@@ -321,6 +321,21 @@ def test_corrupt_baselines_are_refused_not_silently_relearned(tmp_path: Path) ->
     (tmp_path / "baselines.json").write_text("{not json")
     with pytest.raises(StateError, match="corrupt baselines"):
         Baselines.load(tmp_path)
+    (tmp_path / "baselines.json").write_bytes(b'{"version": 1, "x": "\xff"}')
+    with pytest.raises(StateError, match="corrupt baselines"):
+        Baselines.load(tmp_path)
+
+
+def test_baselines_with_a_day_that_is_not_a_number_are_refused(tmp_path: Path) -> None:
+    e = engine()
+    run(e, app_day(0)[:5])
+    e.save(tmp_path)
+    path = tmp_path / "baselines.json"
+    text = path.read_text()  # a habit is an array; its days, the one object in it: {"20759": [..]}
+    assert text.count('{"2') == 1
+    path.write_text(text.replace('{"2', '{"x2'))
+    with pytest.raises(StateError, match="corrupt baselines"):
+        Baselines.load(tmp_path)
 
 
 def test_the_snapshot_ranks_the_most_anomalous_first() -> None:
@@ -503,3 +518,22 @@ def test_a_keyset_walk_counts_its_pages_in_full_without_logged_rows() -> None:
     critical = [f for f in found if f.severity is Severity.CRITICAL]
     assert critical and "table_fraction" in codes(critical[0])
     assert critical[0].time_us < pages[25].time_us  # before half of the 50,000 rows
+
+
+def test_a_huge_statement_is_not_kept_whole_yet_previously_logged_still_resolves() -> None:
+    """50,000 plans keyed by 1 MB texts, 200,000 sessions holding one each: memory without end.
+    A long text is planned and dropped; the session keeps its plan for `<previously logged>`:
+    the statement's next part is estimated as the same whole-table read, as with a short text."""
+
+    def rows_read(statement: str) -> tuple[int, Engine]:
+        e = engine(learning_hours=0)
+        one = ev(at(1), statement, user="mallory", session="m1", statement_id=1)
+        two = ev(at(1, 0, 1), None, user="mallory", session="m1", statement_id=1, substatement_id=2)
+        run(e, [one, two])
+        return e.snapshot().readers[0].rows_hour, e
+
+    padded = WHOLE + " /* " + "pad " * 250_000 + "*/"
+    rows, e = rows_read(padded)
+    assert rows == rows_read(WHOLE)[0] == 2 * ROWS
+    assert all(len(text) <= 4096 for text in e._plans.by_text)
+    assert not any(isinstance(s[3], str) and len(s[3]) > 4096 for s in e._sessions.values())

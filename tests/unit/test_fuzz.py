@@ -97,7 +97,9 @@ FUZZ = settings(
 )
 
 
-@pytest.mark.parametrize("name", ["csvlog", "jsonlog", "stderr", "pgaudit", "settings"])
+@pytest.mark.parametrize(
+    "name", ["csvlog", "jsonlog", "stderr", "pgaudit", "settings", "statement"]
+)
 def test_a_parser_holds_its_promises_on_any_input(name: str) -> None:
     check = fuzzkit.target(name)
 
@@ -244,6 +246,20 @@ FOUND += [
             :-1
         ],
     ),
+]
+
+
+FOUND += [
+    # statement: a number literal past int()'s 4,300 digits raised ValueError out of the engine
+    # (the agent would have re-read and died on the same batch, blind)
+    ("statement", b"SELECT * FROM crm.client_list WHERE id = " + b"9" * 5000),
+    ("statement", b"SELECT * FROM crm.client_list LIMIT " + b"9" * 5000),
+    ("statement", b"SELECT * FROM crm.client_list WHERE id = '" + b"9" * 5000 + b"'"),
+    ("statement", b"SELECT * FROM crm.client_list WHERE id = $" + b"1" * 5000),
+    # settings: an unknown variable's long name echoed whole; a complex value that is not JSON
+    # escaped as pydantic's own error (a traceback)
+    ("settings", b"\x00" + b"X" * 2000 + b"=1"),
+    ("settings", b'[[tables]]\nname = "t"\n\x00TABLES=notjson'),
 ]
 
 

@@ -76,8 +76,12 @@ async def test_a_huge_statement_is_kept_cut_with_a_mark(tmp_path: Path) -> None:
     live = _live(tmp_path)
     huge = BULK + " WHERE note = '" + "x" * 2_000_000 + "'"
     live.feed([ev(NOW - 1, huge, user="mallory", addr="10.9.9.9", app="psql")])
-    seen = (await live.snapshot()).readers[0].seen[0].statement
+    snap = await live.snapshot()
+    seen = snap.readers[0].seen[0].statement
     assert seen is not None and len(seen) == STATEMENT_CHARS and seen.endswith("…")
+    # the live tail too: 500 reads of a 1 MB statement must not pin 500 MB
+    tailed = snap.tail[-1].statement
+    assert tailed is not None and len(tailed) == STATEMENT_CHARS and tailed.endswith("…")
 
 
 async def test_page_goes_through_the_local_sink_and_the_operator_trail(tmp_path: Path) -> None:
