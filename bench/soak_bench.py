@@ -93,6 +93,7 @@ from agent_bench import (  # noqa: E402
     rss_mib,
     slope_per_minute,
 )
+from agent_bench import Written as AgentWritten  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from replay_bench import cpu_model  # noqa: E402
 
@@ -181,24 +182,15 @@ QUICK = Options(
 
 
 @dataclass
-class Written:
-    """What the writer reports when it stops."""
+class Written(AgentWritten):
+    """What the writer reports when it stops: agent_bench's figures, and the files."""
 
-    started: float
-    stopped: float
-    records: int
-    watched: int
-    bytes: int
-    cpu_s: float
-    max_late_s: float
-    files: list[str]
+    files: list[str] = field(default_factory=list)
     """The files written, oldest first (names in the log folder)."""
-    rotations: list[float]
+    rotations: list[float] = field(default_factory=list)
     """When each new file was opened (wall time)."""
-    intruders: list[tuple[float, str, str]]
+    intruders: list[tuple[float, str, str]] = field(default_factory=list)
     """(wall time, user, client address) of each whole-table read by a never-seen principal."""
-    timeline: list[tuple[float, int]]
-    """(wall time after the write, records about the watched table so far), per chunk."""
 
 
 def log_name(when: float) -> str:
@@ -238,7 +230,7 @@ def write_log(options: Options, first: str, pipe: Any) -> None:
     work = Workload(options.seed, int(start * 1000))
     rng = random.Random(options.seed + 1)
     pipe.send(start)
-    w = Written(start, start, 0, 0, 0, 0.0, 0.0, [path.name], [], [], [])
+    w = Written(start, start, 0, 0, 0, 0.0, 0.0, timeline=[], files=[path.name])
     next_rotation = start + options.rotate_every
     next_intruder = start + options.intruder_every * rng.uniform(0.5, 1.5)
     last_ms, tick = int(start * 1000), start
