@@ -69,6 +69,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -1062,14 +1063,8 @@ def written_lag(t: float, count: float, w: Written) -> float:
     timeline: the wall time after each chunk and the records about the table so far)."""
     if count <= 0:
         return t - w.started
-    lo, hi = 0, len(w.timeline) - 1
-    while lo < hi:  # the first chunk whose running count reaches `count`
-        mid = (lo + hi) // 2
-        if w.timeline[mid][1] >= count:
-            hi = mid
-        else:
-            lo = mid + 1
-    return max(0.0, t - w.timeline[lo][0])
+    first = bisect_left(w.timeline, count, key=lambda chunk: chunk[1])  # its count reaches it
+    return max(0.0, t - w.timeline[min(first, len(w.timeline) - 1)][0])
 
 
 def flap_seen(f: Flap) -> bool:

@@ -229,7 +229,7 @@ class LiveEngine:
             return []
         found = self.engine.process(events if isinstance(events, list) else list(events))
         self._counts.append((time.monotonic(), len(events)))
-        self._tail.extend(_bounded_event(e) for e in events)
+        self._tail.extend(map(_bounded_event, events[-TAIL_EVENTS:]))  # what the tail keeps
         self._remember_statements(events)
         self._raise(found)
         return found
