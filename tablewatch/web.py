@@ -6,6 +6,11 @@ bcrypt check costs tens of milliseconds by design: it runs in a thread, and a pa
 passed is remembered (as its SHA-256, never in clear) for CACHE_SECONDS so a scrape every few
 seconds does not pay it each time. A failed or missing authentication is a 401 with the
 `WWW-Authenticate` challenge, the same answer whatever was wrong.
+
+What aiohttp's HTTP parser refuses before any route sees it (a request line or header over
+MAX_LINE bytes, a TLS client on the plain port, a scanner's garbage) is answered like the API's own
+refusals: a 400 whose body is one JSON line, `{"error": reason}`, and logged at debug level in one
+line, not as an error with a traceback on the agent's stderr for whoever can open a connection.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,13 +29,20 @@ from typing import Final
 
 import bcrypt
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from core.safetext import safe
 
 CACHE_SECONDS: Final = 60.0
 REALM: Final = 'Basic realm="tablewatch", charset="UTF-8"'
 SHUTDOWN_SECONDS: Final = 3.0
 """Requests still running when the listener stops get this long to finish."""
+MAX_LINE: Final = 8190
+"""The longest request line or header aiohttp's parser reads (its default, named here)."""
+REASON_CHARS: Final = 200
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -145,6 +158,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _Connection(RequestHandler):
+    """aiohttp's handler of one connection, whose own refusals are one JSON line."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            # A failure no middleware caught (a bug: aiohttp logs it with its traceback), or a
+            # response already under way (aiohttp raises: the connection is cut).
+            super().handle_error(request, status, exc, message)
+            reason = "internal error" if status == 500 else "the request timed out"
+        else:
+            reason = refused_because(exc, message)
+            self.log_debug("refused a malformed request from %s: %s", request.remote, reason)
+        answer = web.Response(
+            status=status, text=json.dumps({"error": reason}), content_type="application/json"
+        )
+        answer.force_close()
+        return answer
+
+
+def refused_because(exc: BaseException | None, message: str | None) -> str:
+    """Why aiohttp's parser refused a request, in one bounded line that does not echo it whole.
+
+    >>> refused_because(LineTooLong("/x" * 5000, "8190"), None)
+    'a request line or header is longer than 8,190 bytes'
+    >>> refused_because(None, "Invalid char in url path:\\n\\n  b'GET /\\x1b[31m'")
+    'malformed HTTP request: Invalid char in url path'
+    """
+    if isinstance(exc, LineTooLong):
+        return f"a request line or header is longer than {MAX_LINE:,} bytes"
+    first = (message or "").strip().split("\n", 1)[0]
+    return safe(f"malformed HTTP request: {first}".rstrip(": "), REASON_CHARS)
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        made.__class__ = _Server  # the same server, handing connections to _Connection
+        return made
+
+
 class WebServer:
     """One listener serving the given routes (`path -> GET handler`, or aiohttp route defs)."""
 
@@ -173,7 +237,13 @@ class WebServer:
 
     async def start(self) -> None:
         """Listen; ListenError in one line when the address cannot be had."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+        runner = _Runner(
+            self.app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.address.host, self.address.port, ssl_context=self.tls)
         try:

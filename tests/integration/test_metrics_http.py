@@ -3,7 +3,10 @@ hashes (as the exporter-toolkit web config), TLS, and one-line refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import logging
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -20,7 +23,14 @@ from core.settings import MetricsSettings
 from core.tables import TableName
 from tablewatch.live import LiveEngine
 from tablewatch.metrics import EngineCollector
-from tablewatch.web import Address, ListenError, WebServer, metrics_handler, tls_context
+from tablewatch.web import (
+    MAX_LINE,
+    Address,
+    ListenError,
+    WebServer,
+    metrics_handler,
+    tls_context,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -127,3 +137,42 @@ def test_settings_refuse_what_is_not_a_bcrypt_hash_or_half_a_tls_pair() -> None:
         MetricsSettings(tls_cert_file="/etc/cert.pem")
     hashed = bcrypt.hashpw(b"x", bcrypt.gensalt(rounds=4)).decode()
     assert MetricsSettings(basic_auth_users={"prom": hashed}).basic_auth_users == {"prom": hashed}
+
+
+MALFORMED = [
+    # (what a client sent, the reason it is told)
+    (
+        b"GET /metrics" + b"/x" * MAX_LINE + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+        f"a request line or header is longer than {MAX_LINE:,} bytes",
+    ),
+    (
+        b"GET /metrics HTTP/1.1\r\nHost: h\r\nCookie: " + b"c" * (MAX_LINE + 1) + b"\r\n\r\n",
+        f"a request line or header is longer than {MAX_LINE:,} bytes",
+    ),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "malformed HTTP request: Received HTTPS"),
+    (b"GET /\x1b[2J\x1b[31m HTTP/1.1\r\nHost: h\r\n\r\n", "malformed HTTP request: Invalid"),
+    (b"GET /metrics HTTP/1.1\r\n\r\n", "malformed HTTP request: Missing 'Host' header"),
+]
+
+
+@pytest.mark.parametrize(("sent", "reason"), MALFORMED, ids=lambda v: repr(v)[:30])
+async def test_what_is_not_http_is_refused_in_one_json_line_and_not_logged_as_an_error(
+    plain: WebServer, sent: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scanner, a TLS client on the plain port or an over-long line gets a 400 whose body is
+    `{"error": ...}` on one line, never the request echoed back; the agent's stderr stays quiet."""
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", plain.port)
+    writer.write(sent)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ") or head.startswith(b"HTTP/1.1 400 "), head
+    assert b"Content-Type: application/json" in head
+    assert body.count(b"\n") == 0 and len(body) < 300, body
+    refusal = json.loads(body)
+    assert set(refusal) == {"error"} and refusal["error"].startswith(reason), refusal
+    assert b"xxxx" not in body and b"\x1b" not in body and b"cccc" not in body
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text

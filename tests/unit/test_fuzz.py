@@ -260,6 +260,10 @@ FOUND += [
     # escaped as pydantic's own error (a traceback)
     ("settings", b"\x00" + b"X" * 2000 + b"=1"),
     ("settings", b'[[tables]]\nname = "t"\n\x00TABLES=notjson'),
+    # api: a path over aiohttp's 8,190-byte request line was refused by its HTTP parser before
+    # any route, as a text answer on several lines echoing the path (and a traceback on stderr)
+    ("api", fuzzkit.api_input(1, 0, b"{}", b"x" * 9000)),
+    ("api", fuzzkit.api_input(5, 0, b"{}", b"%1b" * 3000)),
 ]
 
 
