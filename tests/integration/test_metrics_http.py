@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -176,3 +177,25 @@ async def test_what_is_not_http_is_refused_in_one_json_line_and_not_logged_as_an
     assert set(refusal) == {"error"} and refusal["error"].startswith(reason), refusal
     assert b"xxxx" not in body and b"\x1b" not in body and b"cccc" not in body
     assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
+
+
+async def test_a_failure_no_middleware_caught_is_a_json_500_and_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """/metrics has no JSON middleware: a bug in a handler is still answered in one JSON line,
+    and it is logged as the error it is, with its traceback."""
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("scrape failed")
+
+    server = WebServer(Address("127.0.0.1", 0), {"/metrics": broken})
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/metrics") as answer:
+                assert answer.status == 500
+                assert await answer.json() == {"error": "internal error"}
+    finally:
+        await server.stop()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and errors[0].exc_info and "scrape failed" in caplog.text
