@@ -10,7 +10,8 @@ seconds does not pay it each time. A failed or missing authentication is a 401 w
 What aiohttp's HTTP parser refuses before any route sees it (a request line or header over
 MAX_LINE bytes, a TLS client on the plain port, a scanner's garbage) is answered like the API's own
 refusals: a 400 whose body is one JSON line, `{"error": reason}`, and logged at debug level in one
-line, not as an error with a traceback on the agent's stderr for whoever can open a connection.
+line (the `aiohttp.server` logger), not as an error with a traceback on the agent's stderr for
+whoever can open a connection.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ class _Connection(RequestHandler):
             reason = "internal error" if status == 500 else "the request timed out"
         else:
             reason = refused_because(exc, message)
-            self.log_debug("refused a malformed request from %s: %s", request.remote, reason)
+            self.logger.debug("refused a malformed request from %s: %s", request.remote, reason)
         answer = web.Response(
             status=status, text=json.dumps({"error": reason}), content_type="application/json"
         )

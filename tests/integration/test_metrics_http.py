@@ -162,7 +162,7 @@ async def test_what_is_not_http_is_refused_in_one_json_line_and_not_logged_as_an
 ) -> None:
     """A scanner, a TLS client on the plain port or an over-long line gets a 400 whose body is
     `{"error": ...}` on one line, never the request echoed back; the agent's stderr stays quiet."""
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
     reader, writer = await asyncio.open_connection("127.0.0.1", plain.port)
     writer.write(sent)
     await writer.drain()
@@ -177,6 +177,8 @@ async def test_what_is_not_http_is_refused_in_one_json_line_and_not_logged_as_an
     assert set(refusal) == {"error"} and refusal["error"].startswith(reason), refusal
     assert b"xxxx" not in body and b"\x1b" not in body and b"cccc" not in body
     assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
+    said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert said == [f"refused a malformed request from 127.0.0.1: {refusal['error']}"], said
 
 
 async def test_a_failure_no_middleware_caught_is_a_json_500_and_logged_with_its_traceback(
