@@ -30,7 +30,14 @@ from typing import Final
 
 import bcrypt
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -162,6 +169,8 @@ def is_loopback(host: str) -> bool:
 class _Connection(RequestHandler):
     """aiohttp's handler of one connection, whose own refusals are one JSON line."""
 
+    __slots__ = ()
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -184,21 +193,51 @@ class _Connection(RequestHandler):
         return answer
 
 
+HTTPS_ON_PLAIN: Final = "Received HTTPS traffic on an HTTP port"
+"""aiohttp's own words when a TLS handshake reaches a plain listener (worth saying as such)."""
+REFUSED: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    # most specific first: BadHttpMethod is a BadStatusLine, all are BadHttpMessage
+    (LineTooLong, f"a request line or header is longer than {MAX_LINE:,} bytes"),
+    (InvalidHeader, "an invalid header"),
+    (InvalidURLError, "an invalid URL"),
+    (BadHttpMethod, "an invalid method"),
+    (BadStatusLine, "an invalid request line"),
+    (PayloadEncodingError, "an invalid body (its length or chunked encoding)"),
+)
+"""What is said of the parser's refusals whose message carries the request's own bytes."""
+
+
 def refused_because(exc: BaseException | None, message: str | None) -> str:
-    """Why aiohttp's parser refused a request, in one bounded line that does not echo it whole.
+    """Why aiohttp's parser refused a request, in one bounded line that does not echo it.
+
+    Where aiohttp's message carries what was sent (a URL, a header, a request line), a phrase by
+    the kind of refusal; otherwise its message's first line, fixed text of aiohttp's or llhttp's
+    (`Missing 'Host' header in request.`, `Invalid header value char`).
 
     >>> refused_because(LineTooLong("/x" * 5000, "8190"), None)
     'a request line or header is longer than 8,190 bytes'
-    >>> refused_because(None, "Invalid char in url path:\\n\\n  b'GET /\\x1b[31m'")
-    'malformed HTTP request: Invalid char in url path'
+    >>> refused_because(InvalidURLError("http:///<script>"), "http:///<script>")
+    'malformed HTTP request: an invalid URL'
+    >>> refused_because(BadHttpMethod(error=HTTPS_ON_PLAIN), HTTPS_ON_PLAIN)
+    'HTTPS sent to a plain HTTP listener'
+    >>> refused_because(None, "Invalid header value char:\\n\\n  b'\\x1b'")
+    'malformed HTTP request: Invalid header value char'
     """
     if isinstance(exc, LineTooLong):
-        return f"a request line or header is longer than {MAX_LINE:,} bytes"
-    first = (message or "").strip().split("\n", 1)[0]
-    return safe(f"malformed HTTP request: {first}".rstrip(": "), REASON_CHARS)
+        return REFUSED[0][1]
+    if isinstance(exc, BadHttpMethod) and message == HTTPS_ON_PLAIN:
+        return "HTTPS sent to a plain HTTP listener"
+    said = next((phrase for kind, phrase in REFUSED if isinstance(exc, kind)), None)
+    if said is None:
+        said = (message or "").strip().split("\n", 1)[0].rstrip(": ")
+    return safe(
+        f"malformed HTTP request: {said}" if said else "malformed HTTP request", REASON_CHARS
+    )
 
 
 class _Server(web.Server):
+    __slots__ = ()  # so the __class__ swap below holds should aiohttp give Server slots
+
     def __call__(self) -> RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)
 

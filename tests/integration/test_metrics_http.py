@@ -114,6 +114,12 @@ async def test_tls_serves_https_only(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"https://127.0.0.1:{server.port}/metrics", ssl=trust) as answer:
                 assert answer.status == 200
+            too_long = f"https://127.0.0.1:{server.port}/metrics/{'x' * MAX_LINE}"
+            async with http.get(too_long, ssl=trust) as answer:
+                assert answer.status == 400
+                assert await answer.json() == {
+                    "error": f"a request line or header is longer than {MAX_LINE:,} bytes"
+                }
             with pytest.raises(aiohttp.ClientError):
                 async with http.get(f"http://127.0.0.1:{server.port}/metrics") as answer:
                     await answer.read()
@@ -141,7 +147,7 @@ def test_settings_refuse_what_is_not_a_bcrypt_hash_or_half_a_tls_pair() -> None:
 
 
 MALFORMED = [
-    # (what a client sent, the reason it is told)
+    # (what a client sent, the reason it is told); none of it echoes what was sent
     (
         b"GET /metrics" + b"/x" * MAX_LINE + b" HTTP/1.1\r\nHost: h\r\n\r\n",
         f"a request line or header is longer than {MAX_LINE:,} bytes",
@@ -150,10 +156,50 @@ MALFORMED = [
         b"GET /metrics HTTP/1.1\r\nHost: h\r\nCookie: " + b"c" * (MAX_LINE + 1) + b"\r\n\r\n",
         f"a request line or header is longer than {MAX_LINE:,} bytes",
     ),
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "malformed HTTP request: Received HTTPS"),
-    (b"GET /\x1b[2J\x1b[31m HTTP/1.1\r\nHost: h\r\n\r\n", "malformed HTTP request: Invalid"),
-    (b"GET /metrics HTTP/1.1\r\n\r\n", "malformed HTTP request: Missing 'Host' header"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "HTTPS sent to a plain HTTP listener"),
+    (
+        b"GET /\x1b[2J\x1b[31m HTTP/1.1\r\nHost: h\r\n\r\n",
+        "malformed HTTP request: an invalid URL",
+    ),
+    (
+        # the one refusal whose aiohttp message is the URL itself, markup and all
+        b"GET http:///<script>alert(1)</script>\x1b[31m HTTP/1.1\r\nHost: h\r\n\r\n",
+        "malformed HTTP request: an invalid URL",
+    ),
+    (b"GET /metrics HTTP/1.1\r\n\r\n", "malformed HTTP request: Missing 'Host' header in request."),
+    (
+        b"GET /metrics HTTP/1.1\r\nHost: h\r\nX: \x1b[31m\x00\r\n\r\n",
+        "malformed HTTP request: Invalid header value char",
+    ),
+    (b"<b>\x1b[31m HTTP/1.1\r\n\r\n", "malformed HTTP request: an invalid method"),
+    (
+        b"POST /metrics HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "malformed HTTP request: Invalid character in chunk size",
+    ),
 ]
+
+
+async def exchange(port: int, sent: bytes) -> bytes:
+    """What the listener answers `sent` with, until it closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(sent)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+def json_refusal(answer: bytes) -> str:
+    """The reason of a 400 whose body is one JSON line `{"error": reason}`."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), head
+    assert b"Content-Type: application/json" in head
+    assert body.count(b"\n") == 0 and len(body) < 300, body
+    refusal = json.loads(body)
+    assert set(refusal) == {"error"}, refusal
+    reason: str = refusal["error"]
+    return reason
 
 
 @pytest.mark.parametrize(("sent", "reason"), MALFORMED, ids=lambda v: repr(v)[:30])
@@ -163,22 +209,29 @@ async def test_what_is_not_http_is_refused_in_one_json_line_and_not_logged_as_an
     """A scanner, a TLS client on the plain port or an over-long line gets a 400 whose body is
     `{"error": ...}` on one line, never the request echoed back; the agent's stderr stays quiet."""
     caplog.set_level(logging.DEBUG, logger="aiohttp.server")
-    reader, writer = await asyncio.open_connection("127.0.0.1", plain.port)
-    writer.write(sent)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 400 ") or head.startswith(b"HTTP/1.1 400 "), head
-    assert b"Content-Type: application/json" in head
-    assert body.count(b"\n") == 0 and len(body) < 300, body
-    refusal = json.loads(body)
-    assert set(refusal) == {"error"} and refusal["error"].startswith(reason), refusal
-    assert b"xxxx" not in body and b"\x1b" not in body and b"cccc" not in body
+    answer = await exchange(plain.port, sent)
+    assert json_refusal(answer) == reason
+    for echoed in (b"xxxx", b"cccc", b"\x1b", b"\\u001b", b"<script", b"<b>"):
+        assert echoed not in answer, echoed
     assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
     said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
-    assert said == [f"refused a malformed request from 127.0.0.1: {refusal['error']}"], said
+    assert said == [f"refused a malformed request from 127.0.0.1: {reason}"], said
+
+
+async def test_a_connection_serves_its_good_request_before_the_refusal(plain: WebServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", plain.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    writer.write(b"GET /\x1b[31m HTTP/1.1\r\nHost: h\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)  # then closed
+    writer.close()
+    await writer.wait_closed()
+    assert json_refusal(answer) == "malformed HTTP request: an invalid URL"
 
 
 async def test_a_failure_no_middleware_caught_is_a_json_500_and_logged_with_its_traceback(
