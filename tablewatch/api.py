@@ -37,7 +37,7 @@ from core.findings import PrincipalKey
 from core.safetext import safe
 from core.snapshot import AlertView
 from core.view import ActionRefused, EngineView, PageRequest
-from tablewatch.web import is_loopback
+from tablewatch.web import is_loopback, refusal
 from tablewatch.wire import (
     PID_MAX,
     Fields,
@@ -62,11 +62,6 @@ SNAPSHOT_REUSE_SECONDS: Final = 0.2
 SNOOZE_MAX_SECONDS: Final = 7 * 86_400
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def refusal(status: int, reason: str) -> web.Response:
-    """A JSON refusal: `{"error": reason}`."""
-    return web.json_response({"error": reason}, status=status)
 
 
 @web.middleware

@@ -21,7 +21,6 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -166,6 +165,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def refusal(status: int, reason: str) -> web.Response:
+    """A JSON refusal: `{"error": reason}`."""
+    return web.json_response({"error": reason}, status=status)
+
+
 class _Connection(RequestHandler):
     """aiohttp's handler of one connection, whose own refusals are one JSON line."""
 
@@ -186,9 +190,7 @@ class _Connection(RequestHandler):
         else:
             reason = refused_because(exc, message)
             self.logger.debug("refused a malformed request from %s: %s", request.remote, reason)
-        answer = web.Response(
-            status=status, text=json.dumps({"error": reason}), content_type="application/json"
-        )
+        answer = refusal(status, reason)
         answer.force_close()
         return answer
 
@@ -198,11 +200,11 @@ HTTPS_ON_PLAIN: Final = "Received HTTPS traffic on an HTTP port"
 REFUSED: Final[tuple[tuple[type[BaseException], str], ...]] = (
     # most specific first: BadHttpMethod is a BadStatusLine, all are BadHttpMessage
     (LineTooLong, f"a request line or header is longer than {MAX_LINE:,} bytes"),
-    (InvalidHeader, "an invalid header"),
-    (InvalidURLError, "an invalid URL"),
-    (BadHttpMethod, "an invalid method"),
-    (BadStatusLine, "an invalid request line"),
-    (PayloadEncodingError, "an invalid body (its length or chunked encoding)"),
+    (InvalidHeader, "malformed HTTP request: an invalid header"),
+    (InvalidURLError, "malformed HTTP request: an invalid URL"),
+    (BadHttpMethod, "malformed HTTP request: an invalid method"),
+    (BadStatusLine, "malformed HTTP request: an invalid request line"),
+    (PayloadEncodingError, "malformed HTTP request: an invalid body (its length or chunking)"),
 )
 """What is said of the parser's refusals whose message carries the request's own bytes."""
 
@@ -223,15 +225,14 @@ def refused_because(exc: BaseException | None, message: str | None) -> str:
     >>> refused_because(None, "Invalid header value char:\\n\\n  b'\\x1b'")
     'malformed HTTP request: Invalid header value char'
     """
-    if isinstance(exc, LineTooLong):
-        return REFUSED[0][1]
     if isinstance(exc, BadHttpMethod) and message == HTTPS_ON_PLAIN:
         return "HTTPS sent to a plain HTTP listener"
-    said = next((phrase for kind, phrase in REFUSED if isinstance(exc, kind)), None)
-    if said is None:
-        said = (message or "").strip().split("\n", 1)[0].rstrip(": ")
+    said = next((reason for kind, reason in REFUSED if isinstance(exc, kind)), None)
+    if said is not None:
+        return said
+    first = (message or "").strip().split("\n", 1)[0].rstrip(": ")
     return safe(
-        f"malformed HTTP request: {said}" if said else "malformed HTTP request", REASON_CHARS
+        f"malformed HTTP request: {first}" if first else "malformed HTTP request", REASON_CHARS
     )
 
 
